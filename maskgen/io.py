@@ -1,0 +1,273 @@
+"""Image I/O that never loses data: any mode in, uint8 gray/RGB out; atomic writes that keep format and mode."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .errors import (
+    ImageNotFound,
+    MaskgenError,
+    NotAnImage,
+    TooManyPixels,
+    TruncatedImage,
+    UnsupportedImage,
+)
+
+MAX_PIXELS = 80_000_000  # decompression-bomb guard: about 9k x 9k
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+_FORMATS = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+_FORMATS[".webp"] = "WEBP"
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+# libjpeg's base luminance table (ITU T.81 Annex K) used to estimate the quality a JPEG was saved with.
+_STD_LUMA = np.array(
+    [
+        16,
+        11,
+        10,
+        16,
+        24,
+        40,
+        51,
+        61,
+        12,
+        12,
+        14,
+        19,
+        26,
+        58,
+        60,
+        55,
+        14,
+        13,
+        16,
+        24,
+        40,
+        57,
+        69,
+        56,
+        14,
+        17,
+        22,
+        29,
+    ]
+    + [
+        51,
+        87,
+        80,
+        62,
+        18,
+        22,
+        37,
+        56,
+        68,
+        109,
+        103,
+        77,
+        24,
+        35,
+        55,
+        64,
+        81,
+        104,
+        113,
+        92,
+        49,
+        64,
+        78,
+        87,
+        103,
+        121,
+    ]
+    + [120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
+    dtype=np.float64,
+)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What a written copy needs to know about its source: container format and JPEG quality."""
+
+    format: str
+    mode: str
+    quality: int | None
+
+
+def _open(path: str | os.PathLike) -> Image.Image:
+    p = Path(path)
+    if not p.exists():
+        raise ImageNotFound(f"{p}: no such file")
+    if p.is_dir():
+        raise NotAnImage(f"{p}: is a directory, not an image")
+    if p.stat().st_size == 0:
+        raise NotAnImage(f"{p}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(p)
+    except UnidentifiedImageError:
+        raise NotAnImage(f"{p}: not an image file (unrecognised format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise TooManyPixels(f"{p}: too many pixels to read safely (limit {MAX_PIXELS:,})") from None
+    except OSError as e:
+        raise NotAnImage(f"{p}: cannot read ({e})") from None
+    if img.width * img.height > MAX_PIXELS:
+        raise TooManyPixels(f"{p}: {img.width}x{img.height} has too many pixels (limit {MAX_PIXELS:,})")
+    return img
+
+
+def estimate_jpeg_quality(img: Image.Image) -> int | None:
+    """The libjpeg quality (1-100) whose luminance table best matches the file's, or None."""
+    tables = getattr(img, "quantization", None)
+    if not tables or 0 not in tables:
+        return None
+    q = np.asarray(tables[0], dtype=np.float64)
+    scale = float(np.mean(q / _STD_LUMA)) * 100.0
+    quality = (200.0 - scale) / 2.0 if scale <= 100 else 5000.0 / scale
+    return int(np.clip(round(quality), 1, 100))
+
+
+def image_info(path: str | os.PathLike) -> ImageInfo:
+    img = _open(path)
+    return ImageInfo(
+        img.format or "PNG",
+        img.mode,
+        estimate_jpeg_quality(img) if img.format == "JPEG" else None,
+    )
+
+
+def to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Scale any integer or float array to uint8 (16-bit by 257, floats in [0,1] by 255)."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.floating):
+        hi = 1.0 if arr.size and float(np.nanmax(arr)) <= 1.0 else 255.0
+        return np.clip(np.nan_to_num(arr) * (255.0 / hi), 0, 255).round().astype(np.uint8)
+    hi = 65535 if arr.size and int(arr.max()) > 255 else 255
+    return (arr.astype(np.float64) * (255.0 / hi)).round().clip(0, 255).astype(np.uint8)
+
+
+def _pil_to_array(img: Image.Image) -> np.ndarray:
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return to_uint8(np.asarray(img))
+    if mode == "1":
+        return np.asarray(img.convert("L"))
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("LA", "La", "PA", "RGBA", "RGBa"):
+        # Composite transparency over white: a face cut out of its background reads as a face on paper.
+        base = "L" if mode in ("LA", "La") else "RGB"
+        bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(bg, img.convert("RGBA")).convert(base)
+        mode = base
+    if mode not in ("L", "RGB"):
+        img = img.convert("RGB")  # CMYK, YCbCr, LAB, HSV
+    return np.asarray(img)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as uint8 (H,W) grayscale or (H,W,3) RGB, EXIF orientation applied."""
+    img = _open(path)
+    try:
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        return np.ascontiguousarray(_pil_to_array(img))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise TooManyPixels(f"{path}: too many pixels to read safely (limit {MAX_PIXELS:,})") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        msg = str(e).split("\n")[0]
+        raise TruncatedImage(f"{path}: damaged or truncated image data ({msg})") from None
+
+
+def format_for(path: str | os.PathLike) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in _FORMATS:
+        raise UnsupportedImage(
+            f"{path}: cannot write {suffix or 'files without a suffix'}; use one of {IMAGE_SUFFIXES}"
+        )
+    return _FORMATS[suffix]
+
+
+def encode_image(img: np.ndarray, fmt: str, quality: int | None = None) -> bytes:
+    """Encode a uint8 gray/RGB array to bytes in the given Pillow format."""
+    import io as _io
+
+    arr = to_uint8(np.asarray(img))
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        pil = Image.fromarray(arr, "RGBA")
+        if fmt in ("JPEG", "BMP"):
+            pil = pil.convert("RGB")
+    elif arr.ndim == 2 or arr.ndim == 3 and arr.shape[2] == 3:
+        pil = Image.fromarray(arr)
+    else:
+        raise UnsupportedImage(f"cannot write an array of shape {arr.shape}; expected (H,W), (H,W,3) or (H,W,4)")
+    opts: dict = {}
+    if fmt == "JPEG":
+        opts = {
+            "quality": int(quality or 95),
+            "subsampling": 0 if (quality or 95) >= 90 else 2,
+        }
+    elif fmt == "WEBP":
+        opts = {"quality": int(quality or 95)}
+    buf = _io.BytesIO()
+    pil.save(buf, format=fmt, **opts)
+    return buf.getvalue()
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temp file beside `path`, then rename: readers never see half a file."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray, quality: int | None = None) -> Path:
+    """Atomically write a uint8 image; format from the suffix, grayscale kept grayscale."""
+    fmt = format_for(path)
+    try:
+        data = encode_image(img, fmt, quality)
+    except OSError as e:
+        raise MaskgenError(f"{path}: cannot encode as {fmt} ({e})") from None
+    write_bytes_atomic(path, data)
+    return Path(path)
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """Any supported array (gray, gray+channel, RGB, RGBA, 16-bit, float) as uint8 (H,W,3) RGB."""
+    arr = to_uint8(np.asarray(image))
+    if arr.ndim == 2:
+        return np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        return np.repeat(arr, 3, axis=2)
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        return np.ascontiguousarray(arr[..., :3])
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        return arr
+    raise UnsupportedImage(f"expected an (H,W), (H,W,3) or (H,W,4) image, got shape {arr.shape}")

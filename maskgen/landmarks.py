@@ -1,0 +1,133 @@
+"""iBUG-68 landmark layout, the project's mean face shape, and fitting five points to 68."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+JAW = np.arange(0, 17)
+BROWS = np.arange(17, 27)
+NOSE_BRIDGE = np.arange(27, 31)
+NOSE_LOWER = np.arange(30, 36)
+LEFT_EYE = np.arange(36, 42)  # on the image's left for a frontal face (the subject's right eye)
+RIGHT_EYE = np.arange(42, 48)
+EYES = np.arange(36, 48)
+MOUTH = np.arange(48, 68)
+NOSE_TIP = 30
+MOUTH_LEFT, MOUTH_RIGHT = 48, 54
+CHIN = 8
+
+_DATA = Path(__file__).parent / "data" / "shapes.json"
+
+
+@lru_cache(maxsize=1)
+def _shapes() -> dict[str, np.ndarray]:
+    raw = json.loads(_DATA.read_text())
+    out = {k: np.asarray(raw[k], dtype=np.float64) for k in ("mean_shape", "aligned_prior")}
+    for v in out.values():
+        v.setflags(write=False)
+    return out
+
+
+def mean_shape() -> np.ndarray:
+    """The mean 68-point shape: centred, unit RMS radius, eye line horizontal (from dlib on real faces)."""
+    return _shapes()["mean_shape"]
+
+
+def aligned_prior() -> np.ndarray:
+    """Mean landmark positions as fractions of a pre-aligned 48x48 crop (FER2013, CK+48)."""
+    return _shapes()["aligned_prior"]
+
+
+def five_points(shape68: np.ndarray) -> np.ndarray:
+    """MTCNN's five points from a 68-point shape: eye centres, nose tip, mouth corners (image left first)."""
+    s = np.asarray(shape68, dtype=np.float64)
+    return np.stack(
+        [
+            s[LEFT_EYE].mean(0),
+            s[RIGHT_EYE].mean(0),
+            s[NOSE_TIP],
+            s[MOUTH_LEFT],
+            s[MOUTH_RIGHT],
+        ]
+    )
+
+
+def fit_affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares 2x3 affine map taking src points onto dst points."""
+    a = np.hstack([src, np.ones((len(src), 1))])
+    m, *_ = np.linalg.lstsq(a, dst, rcond=None)
+    return m.T
+
+
+def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares 2x3 similarity (rotation, uniform scale, shift) taking src onto dst (Umeyama)."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    cov = d.T @ s / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
+    rot = u @ sign @ vt
+    scale = np.trace(np.diag(sig) @ sign) / (s**2).sum(1).mean()
+    return np.hstack([scale * rot, (mu_d - scale * rot @ mu_s)[:, None]])
+
+
+def apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    return pts @ m[:, :2].T + m[:, 2]
+
+
+def fit_68_from_5(points5: np.ndarray, blend: float = 0.5) -> np.ndarray:
+    """Complete five detected points to 68 by fitting the mean shape.
+
+    The map is a blend of the similarity fit (robust) and the affine fit (follows pitch and yaw
+    foreshortening); `blend` is the affine share.
+    """
+    src = five_points(mean_shape())
+    dst = np.asarray(points5, dtype=np.float64)
+    m = (1 - blend) * fit_similarity(src, dst) + blend * fit_affine(src, dst)
+    return apply(m, mean_shape())
+
+
+def face_axes(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eye centre, unit 'down' vector (eyes -> mouth, perpendicular to the eye line) and unit 'right' vector."""
+    lm = np.asarray(lm, dtype=np.float64)
+    le, re = lm[LEFT_EYE].mean(0), lm[RIGHT_EYE].mean(0)
+    right = re - le
+    n = np.linalg.norm(right)
+    right = right / n if n > 0 else np.array([1.0, 0.0])
+    down = np.array([-right[1], right[0]])
+    if np.dot(lm[MOUTH].mean(0) - (le + re) / 2, down) < 0:
+        down = -down
+    return (le + re) / 2, down, right
+
+
+def landmarks_are_sane(lm: np.ndarray, width: int, height: int, tol: float = 0.02) -> bool:
+    """Key points inside the frame, in order eyes above nose above mouth along the face axis.
+
+    The key points are the eye centres, nose tip, mouth corners and mouth centre; brows, jaw and
+    lip outlines are not checked, since tight crops such as FER2013 often cut them off.
+    """
+    lm = np.asarray(lm, dtype=np.float64)
+    if not np.all(np.isfinite(lm)):
+        return False
+    inner = np.vstack([five_points(lm), lm[MOUTH].mean(0)])
+    mx, my = tol * width, tol * height
+    if (
+        inner[:, 0].min() < -mx
+        or inner[:, 0].max() > width + mx
+        or inner[:, 1].min() < -my
+        or inner[:, 1].max() > height + my
+    ):
+        return False
+    le, re = lm[LEFT_EYE].mean(0), lm[RIGHT_EYE].mean(0)
+    if re[0] <= le[0]:
+        return False
+    eyes = (le + re) / 2
+    right = (re - le) / np.linalg.norm(re - le)
+    down = np.array([-right[1], right[0]])
+    nose = np.dot(lm[NOSE_TIP] - eyes, down)
+    mouth = np.dot(lm[MOUTH].mean(0) - eyes, down)
+    return bool(0 < nose < mouth)

@@ -1,0 +1,50 @@
+import json
+
+from click.testing import CliRunner
+
+import maskgen as mg
+from maskgen.cli import main
+
+from .conftest import EXAMPLES
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_version_and_list():
+    assert run("--version").output.strip() == f"maskgen, version {mg.__version__}"
+    out = run("list").output
+    for name in ("mtcnn", "dlib", "aligned"):
+        assert name in out
+
+
+def test_detect_prints_and_draws(tmp_path):
+    img = EXAMPLES / "happy" / "astronaut.jpg"
+    res = run("detect", img, "--draw", tmp_path)
+    assert res.exit_code == 0 and "1 face(s)" in res.output and "fitted-5" in res.output
+    drawn = mg.read_image(tmp_path / "astronaut_faces.png")
+    assert drawn.shape[:2] == mg.read_image(img).shape[:2]
+    assert (drawn != mg.io.as_rgb(mg.read_image(img))).any()
+
+
+def test_detect_json_has_68_points():
+    res = run("detect", EXAMPLES / "happy" / "astronaut_48.png", "--json")
+    rec = json.loads(res.output)
+    assert rec["width"] == 48 and len(rec["faces"]) == 1
+    assert len(rec["faces"][0]["landmarks"]) == 68
+
+
+def test_detect_fallback_is_recorded(tmp_path):
+    mg.write_image(tmp_path / "flat.png", mg.io.to_uint8(__import__("numpy").full((48, 48), 0.5)))
+    assert "0 face(s)" in run("detect", tmp_path / "flat.png").output
+    assert "prior (aligned)" in run("detect", tmp_path / "flat.png", "--fallback", "aligned").output
+
+
+def test_errors_are_one_line_without_traceback(tmp_path):
+    (tmp_path / "bad.jpg").write_text("not an image")
+    res = CliRunner().invoke(main, ["detect", str(tmp_path / "bad.jpg")])
+    assert res.exit_code == 1
+    assert "Traceback" not in res.output and "not an image file" in res.output
+    res = CliRunner().invoke(main, ["detect", str(EXAMPLES / "happy" / "astronaut.jpg"), "--detector", "haar"])
+    assert res.exit_code == 1 and "choose one of" in res.output

@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+
+import maskgen as mg
+from maskgen.detectors import get_detector
+from maskgen.landmarks import MOUTH, NOSE_TIP, fit_68_from_5, five_points, landmarks_are_sane, mean_shape
+from maskgen.types import Faces
+
+from .conftest import shared_set
+
+
+def test_faces_container():
+    f = Faces(np.array([[0, 0, 10, 10], [0, 0, 30, 20]]), [0.9, 0.8], np.zeros((2, 68, 2)), ["fitted-5", "prior"])
+    assert len(f) == 2 and len(Faces.empty()) == 0
+    assert f.largest().xyxy.tolist() == [[0, 0, 30, 20]]
+    assert len(f.filter(sources=("fitted-5",))) == 1 and len(f.filter(min_score=0.85)) == 1
+    assert len(f[np.array([True, False])]) == 1
+    with pytest.raises(ValueError):
+        Faces(np.zeros((1, 4)), [1], np.zeros((1, 68, 2)), ["guessed"])
+
+
+def test_mean_shape_is_a_face():
+    s = mean_shape()
+    assert s.shape == (68, 2)
+    assert landmarks_are_sane(s - s.min(0) + 1, 10, 10)
+    # fitting the mean shape's own five points gives the mean shape back
+    assert np.allclose(fit_68_from_5(five_points(s)), s, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["512", "128", "48", "gray", "rot+20", "rot-20"])
+def test_mtcnn_finds_the_astronaut_at_every_size(astronaut_sizes, name):
+    img = astronaut_sizes[name]
+    faces = mg.detect(img)
+    assert len(faces) >= 1
+    f = faces.largest()
+    assert f.landmark_source[0] == "fitted-5" and f.detector == "mtcnn"
+    lm = f.landmarks[0]
+    assert landmarks_are_sane(lm, img.shape[1], img.shape[0])
+    x0, y0, x1, y1 = f.xyxy[0]
+    assert x0 <= lm[NOSE_TIP, 0] <= x1 and y0 <= lm[NOSE_TIP, 1] <= y1
+    if name.startswith("rot"):  # the eye line follows the head's tilt
+        d = lm[42:48].mean(0) - lm[36:42].mean(0)
+        angle = np.degrees(np.arctan2(d[1], d[0]))
+        assert (angle < -10) if name == "rot+20" else (angle > 10)
+
+
+def test_rgba_and_16bit_inputs(astronaut):
+    rgba = np.dstack([astronaut, np.full(astronaut.shape[:2], 255, np.uint8)])
+    assert len(mg.detect(rgba)) == 1
+    assert len(mg.detect(astronaut.astype(np.uint16) * 257)) == 1
+
+
+def test_dlib_gives_68_real_points(samples):
+    pytest.importorskip("dlib")
+    img = samples["grace_hopper"]
+    f = mg.detect(img, detector="dlib").largest()
+    assert f.landmark_source[0] == "detector-68"
+    # the project's mtcnn fit agrees with dlib's real points to a fraction of the eye distance
+    g = mg.detect(img).largest()
+    iod = np.linalg.norm(f.landmarks[0, 36:42].mean(0) - f.landmarks[0, 42:48].mean(0))
+    err = np.linalg.norm(f.landmarks[0, 27:] - g.landmarks[0, 27:], axis=1).mean()
+    assert err < 0.15 * iod
+
+
+def test_dlib_missing_extra_says_how_to_install(monkeypatch):
+    import maskgen.detectors.dlib as mod
+
+    monkeypatch.setattr(mod.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(mg.errors.MissingExtra, match=r"pip install 'maskgen\[dlib\]'"):
+        mod.DlibDetector()(np.zeros((48, 48), np.uint8))
+
+
+def test_aligned_prior_is_explicit():
+    blank = np.full((48, 48), 128, np.uint8)
+    assert len(mg.detect(blank)) == 0  # a flat grey square is not a face
+    f = mg.detect(blank, fallback="aligned")
+    assert len(f) == 1 and f.landmark_source[0] == "prior" and f.detector == "aligned"
+    lm = f.landmarks[0]
+    assert lm[36:48, 1].mean() < lm[NOSE_TIP, 1] < lm[MOUTH, 1].mean()
+
+
+def test_unknown_detector_lists_choices():
+    with pytest.raises(mg.errors.UnknownName, match="choose one of: .*mtcnn"):
+        mg.detect(np.zeros((48, 48), np.uint8), detector="haar")
+
+
+def test_detector_pickles_without_its_model(astronaut):
+    import pickle
+
+    det = get_detector("mtcnn")
+    det(astronaut)
+    clone = pickle.loads(pickle.dumps(det))
+    assert clone._net is None and len(clone(astronaut)) == 1
+
+
+@pytest.mark.parametrize("name", ["fer2013-dev", "ckplus48-dev", "jaffe-dev"])
+def test_detection_rate_on_dev_sets(name):
+    paths = shared_set(name)
+    ok = 0
+    for p in paths:
+        img = mg.read_image(p)
+        f = mg.detect(img).largest()
+        ok += len(f) == 1 and landmarks_are_sane(f.landmarks[0], img.shape[1], img.shape[0])
+    assert ok / len(paths) >= 0.97, f"{name}: {ok}/{len(paths)}"

@@ -1,0 +1,111 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import maskgen as mg
+from maskgen import errors
+from maskgen.io import MAX_PIXELS, image_info
+
+
+def test_round_trip_keeps_gray_and_rgb(tmp_path, astronaut):
+    gray = astronaut[..., 0]
+    for name, img in (("g.png", gray), ("c.png", astronaut)):
+        p = mg.write_image(tmp_path / name, img)
+        back = mg.read_image(p)
+        assert back.dtype == np.uint8 and back.shape == img.shape
+        assert np.array_equal(back, img)
+
+
+def test_write_is_atomic_and_leaves_no_temp_files(tmp_path, astronaut):
+    mg.write_image(tmp_path / "a.jpg", astronaut)
+    mg.write_image(tmp_path / "a.jpg", astronaut[::2, ::2])  # overwrite in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg"]
+    assert mg.read_image(tmp_path / "a.jpg").shape == (256, 256, 3)
+
+
+def test_jpeg_quality_is_estimated_and_kept(tmp_path, astronaut):
+    Image.fromarray(astronaut).save(tmp_path / "q70.jpg", quality=70)
+    info = image_info(tmp_path / "q70.jpg")
+    assert info.format == "JPEG" and abs(info.quality - 70) <= 2
+    mg.write_image(tmp_path / "copy.jpg", mg.read_image(tmp_path / "q70.jpg"), quality=info.quality)
+    assert abs(image_info(tmp_path / "copy.jpg").quality - 70) <= 2
+
+
+def test_sixteen_bit_png_is_scaled(tmp_path):
+    arr = (np.linspace(0, 65535, 64 * 64).reshape(64, 64)).astype(np.uint16)
+    Image.fromarray(arr).save(tmp_path / "d.png")
+    img = mg.read_image(tmp_path / "d.png")
+    assert img.dtype == np.uint8 and img.ndim == 2
+    assert img.min() == 0 and img.max() == 255
+
+
+def test_cmyk_jpeg_reads_as_rgb(tmp_path, astronaut):
+    Image.fromarray(astronaut).convert("CMYK").save(tmp_path / "c.jpg", quality=95)
+    img = mg.read_image(tmp_path / "c.jpg")
+    assert img.shape == astronaut.shape
+    assert np.abs(img.astype(int) - astronaut).mean() < 12
+
+
+def test_exif_rotated_jpeg_is_upright(tmp_path, astronaut):
+    tall = astronaut[:, :300]
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: viewers turn it 90 degrees clockwise
+    Image.fromarray(np.rot90(tall, 1).copy()).save(tmp_path / "r.jpg", exif=exif, quality=95)
+    img = mg.read_image(tmp_path / "r.jpg")
+    assert img.shape == tall.shape
+    assert np.abs(img.astype(int) - tall).mean() < 8
+
+
+def test_palette_and_alpha(tmp_path, astronaut):
+    Image.fromarray(astronaut).convert("P").save(tmp_path / "p.png")
+    assert mg.read_image(tmp_path / "p.png").shape == astronaut.shape
+    rgba = np.dstack([astronaut, np.full(astronaut.shape[:2], 255, np.uint8)])
+    rgba[:10, :10, 3] = 0
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    img = mg.read_image(tmp_path / "a.png")
+    assert img.shape == astronaut.shape and (img[:10, :10] == 255).all()  # transparent over white
+    assert np.array_equal(img[20:, 20:], astronaut[20:, 20:])
+
+
+@pytest.mark.parametrize(
+    "content, error",
+    [
+        (b"", errors.NotAnImage),
+        (b"this is a text file, not a jpeg\n", errors.NotAnImage),
+    ],
+)
+def test_bad_files_give_one_line_errors(tmp_path, content, error):
+    p = tmp_path / "bad.jpg"
+    p.write_bytes(content)
+    with pytest.raises(error) as e:
+        mg.read_image(p)
+    assert "\n" not in str(e.value) and "bad.jpg" in str(e.value)
+
+
+def test_truncated_png(tmp_path, astronaut):
+    buf = io.BytesIO()
+    Image.fromarray(astronaut).save(buf, format="PNG")
+    (tmp_path / "t.png").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(errors.TruncatedImage, match="truncated"):
+        mg.read_image(tmp_path / "t.png")
+
+
+def test_missing_and_directory(tmp_path):
+    with pytest.raises(errors.ImageNotFound):
+        mg.read_image(tmp_path / "nope.png")
+    with pytest.raises(errors.NotAnImage, match="directory"):
+        mg.read_image(tmp_path)
+
+
+def test_huge_dimensions_are_refused_before_decoding(tmp_path):
+    side = int(MAX_PIXELS**0.5) + 100
+    Image.new("1", (side, side)).save(tmp_path / "huge.png")  # 1-bit: small file, huge image
+    with pytest.raises(errors.TooManyPixels, match="too many pixels"):
+        mg.read_image(tmp_path / "huge.png")
+
+
+def test_unsupported_suffix(tmp_path, astronaut):
+    with pytest.raises(errors.UnsupportedImage, match="cannot write"):
+        mg.write_image(tmp_path / "x.gifx", astronaut)
