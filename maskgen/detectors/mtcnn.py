@@ -108,23 +108,17 @@ class MTCNNDetector:
         boxes, scores, pts = self._cascade(work)
         return boxes / scale - pad, scores, pts / scale - pad
 
-    def _accept(self, boxes, scores, pts, w: int, h: int, min_score: float) -> Faces:
-        keep_b, keep_s, keep_l = [], [], []
+    @staticmethod
+    def _accept(boxes, scores, pts, w: int, h: int, min_score: float) -> list[tuple]:
+        keep = []
         for b, s, p in zip(boxes, scores, pts, strict=True):
-            if s < min_score:
-                continue
             lm = fit_68_from_5(p)
-            if not landmarks_are_sane(lm, w, h):
-                continue
-            keep_b.append(np.clip(b, 0, [w, h, w, h]))
-            keep_s.append(s)
-            keep_l.append(lm)
-        if not keep_b:
-            return Faces.empty(self.name)
-        src = np.array(["fitted-5"] * len(keep_b), dtype=object)
-        return Faces(np.array(keep_b), np.array(keep_s), np.array(keep_l), src, self.name)
+            if s >= min_score and landmarks_are_sane(lm, w, h):
+                keep.append((np.clip(b, 0, [w, h, w, h]), float(s), p, lm))
+        return keep
 
-    def __call__(self, image: np.ndarray) -> Faces:
+    def find(self, image: np.ndarray) -> list[tuple]:
+        """Accepted faces as (box, score, five points, 68 fitted points), trying each search in turn."""
         rgb = as_rgb(image)
         h, w = rgb.shape[:2]
         small = min(h, w) < self.min_side
@@ -134,6 +128,13 @@ class MTCNNDetector:
                 found = self._accept(*self._onet_whole(rgb), w, h, self.onet_threshold)
             else:
                 found = self._accept(*self._cascade_padded(rgb, pad), w, h, 0.0)
-            if len(found):
+            if found:
                 return found
-        return Faces.empty(self.name)
+        return []
+
+    def __call__(self, image: np.ndarray) -> Faces:
+        found = self.find(image)
+        if not found:
+            return Faces.empty(self.name)
+        boxes, scores, _, lms = (np.array(v) for v in zip(*found, strict=True))
+        return Faces(boxes, scores, lms, np.array(["fitted-5"] * len(found), dtype=object), self.name)

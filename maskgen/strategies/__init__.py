@@ -1,0 +1,49 @@
+"""Masking strategies: sample params from a seeded generator, then apply them (replayable)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..detectors import detect
+from ..errors import BadParameter, NoFaceFound
+from ..types import Faces, MaskResult
+from .base import STRATEGIES, Strategy
+
+_CACHE: dict[str, Strategy] = {}
+
+from . import bands, overlay, zero  # noqa: E402,F401  (registration)
+
+
+def get_strategy(name: str) -> Strategy:
+    if name not in _CACHE:
+        _CACHE[name] = STRATEGIES.create(name)
+    return _CACHE[name]
+
+
+def mask(
+    image: np.ndarray,
+    strategy: str = "overlay",
+    faces: Faces | None = None,
+    detector: str = "mtcnn",
+    fallback: str | None = None,
+    seed: int = 0,
+    **params: Any,
+) -> MaskResult:
+    """Mask the faces in `image`; `result.params` replays the same bytes: mask(image, strategy, faces=..., **params)."""
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4):
+        raise BadParameter(f"expected an (H,W) or (H,W,C) image with C in 1-4, got shape {image.shape}")
+    strat = get_strategy(strategy)
+    resolved = strat.resolve(np.random.default_rng(seed), **params)
+    needs = strat.needs_faces(resolved)
+    if faces is None:
+        faces = detect(image, detector=detector, fallback=fallback) if needs else Faces.empty()
+    if needs and len(faces) == 0:
+        raise NoFaceFound("no face found; pass faces=..., another detector, or fallback='aligned' for aligned crops")
+    out, occ = strat.apply(image, faces, **resolved)
+    return MaskResult(out, occ, faces, strategy, resolved)
+
+
+__all__ = ["STRATEGIES", "Strategy", "get_strategy", "mask"]

@@ -1,0 +1,151 @@
+"""`overlay`: textured mask templates fitted to the landmarks with a piecewise-affine warp."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import BadParameter
+from ..templates import MASK_TYPES, Template, anchors_from_landmarks, load_template
+from ..types import Faces
+from . import functional as F
+from .base import STRATEGIES, check_keys
+
+PATTERNS = ("none", "stripes", "dots", "checks", "noise")
+# Colours people's masks commonly have; used by color="random".
+PALETTE = ("#a8c8e2", "#f0f0f0", "#1c1c1e", "#3b4a6b", "#6b7b8c", "#e6b8c8", "#5a7d5a", "#b5a48a", "#8a2f3a")
+DEFAULT_WEIGHTS = {"surgical": 3, "cloth": 2, "n95": 1, "kn95": 2, "gas": 0.5, "black": 2, "inpaint": 0}
+
+
+def _choose(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    names = list(weights)
+    p = np.array([float(weights[n]) for n in names])
+    if p.sum() <= 0 or (p < 0).any():
+        raise BadParameter("type weights must be non-negative and not all zero")
+    return names[int(rng.choice(len(names), p=p / p.sum()))]
+
+
+def pattern_layer(kind: str, shape: tuple[int, int], period: float, seed: int) -> np.ndarray:
+    """A 0..1 pattern (1 = second colour) in template-level pixels."""
+    h, w = shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    period = max(period, 2.0)
+    if kind == "stripes":
+        angle = np.deg2rad(30 + (seed % 4) * 30)
+        t = (xs * np.cos(angle) + ys * np.sin(angle)) / period
+        return np.clip((np.abs((t % 1) - 0.5) - 0.25) * 4 + 0.5, 0, 1)
+    if kind == "dots":
+        dx, dy = (xs / period) % 1 - 0.5, (ys / period) % 1 - 0.5
+        return np.clip((0.28 - np.hypot(dx, dy)) * period, 0, 1)
+    if kind == "checks":
+        return (((xs // period) + (ys // period)) % 2).astype(np.float32)
+    if kind == "noise":
+        import cv2
+
+        n = np.random.default_rng(seed).normal(0, 1, (h, w)).astype(np.float32)
+        n = cv2.GaussianBlur(n, (0, 0), period / 3)
+        return np.clip(0.5 + n / (4 * n.std() + 1e-6), 0, 1)
+    return np.zeros(shape, np.float32)
+
+
+def styled_level(tpl: Template, level: np.ndarray, lscale: float, p: dict[str, Any]) -> np.ndarray:
+    """The template level recoloured and patterned, premultiplied RGBA."""
+    rgba = level.copy()
+    a = rgba[..., 3:]
+    rgb = np.where(a > 0, rgba[..., :3] / np.maximum(a, 1e-6), 0)
+    if p["color"] is not None and tpl.recolourable:
+        target = np.array(F.parse_colour(p["color"]), np.float32)
+        base = np.array(F.parse_colour(tpl.base_colour), np.float32)
+        lum = (rgb @ np.array([0.299, 0.587, 0.114], np.float32)) / max(float(base @ [0.299, 0.587, 0.114]), 8.0)
+        new = np.clip(target * lum[..., None] if tpl.name != "inpaint" else np.broadcast_to(target, rgb.shape), 0, 255)
+        rgb = (1 - p["strength"]) * rgb + p["strength"] * new
+    if p["pattern"] != "none" and tpl.name != "inpaint":
+        pat = pattern_layer(p["pattern"], rgb.shape[:2], p["pattern_scale"] * lscale, p["pattern_seed"])[..., None]
+        second = np.array(F.parse_colour(p["pattern_color"]), np.float32)
+        lum = rgb.mean(2, keepdims=True) / max(float(rgb[a[..., 0] > 0.5].mean()) if (a > 0.5).any() else 1.0, 1.0)
+        rgb = rgb * (1 - pat) + np.clip(second * lum, 0, 255) * pat
+    rgba[..., :3] = rgb * a
+    return rgba
+
+
+@STRATEGIES.register("overlay", "textured mask templates (7 types) fitted to the landmarks (MaskTheFace-style)")
+class Overlay:
+    name = "overlay"
+
+    def needs_faces(self, params: dict[str, Any]) -> bool:
+        return True
+
+    def resolve(
+        self,
+        rng: np.random.Generator,
+        type: str = "surgical",
+        weights: dict[str, float] | None = None,
+        color: Any = None,
+        strength: float | None = None,
+        pattern: str = "none",
+        pattern_scale: float = 18.0,
+        pattern_color: Any = None,
+        pattern_seed: int | None = None,
+        jitter: float = 0.0,
+        offset: tuple[float, float] | None = None,
+        scale: float | None = None,
+        **kw: Any,
+    ) -> dict[str, Any]:
+        check_keys(self.name, kw, set())
+        if type == "random":
+            type = _choose(rng, {**DEFAULT_WEIGHTS, **(weights or {})})
+        MASK_TYPES.get(type)
+        if color == "random":
+            color = PALETTE[int(rng.integers(len(PALETTE)))]
+        if color is not None:
+            color = F.colour_hex(F.parse_colour(color))
+        if pattern == "random":
+            pattern = PATTERNS[int(rng.integers(len(PATTERNS)))]
+        if pattern not in PATTERNS:
+            raise BadParameter(f"unknown pattern {pattern!r}; choose one of: {', '.join(PATTERNS)}, random")
+        if pattern_color is None or pattern_color == "random":
+            pattern_color = PALETTE[int(rng.integers(len(PALETTE)))] if pattern != "none" else "#ffffff"
+        strength = 1.0 if strength is None else float(strength)
+        if not 0 <= strength <= 1:
+            raise BadParameter(f"strength must be in [0, 1], got {strength}")
+        if pattern_seed is None:
+            pattern_seed = int(rng.integers(2**31))
+        if offset is None or scale is None:
+            j = float(jitter)
+            offset = (float(rng.uniform(-j, j)) * 0.1, float(rng.uniform(-j, j)) * 0.1) if j else (0.0, 0.0)
+            scale = 1.0 + float(rng.uniform(-j, j)) * 0.08 if j else 1.0
+        return {
+            "type": type,
+            "color": color,
+            "strength": strength,
+            "pattern": pattern,
+            "pattern_scale": float(pattern_scale),
+            "pattern_color": F.colour_hex(F.parse_colour(pattern_color)),
+            "pattern_seed": int(pattern_seed),
+            "offset": [float(offset[0]), float(offset[1])],
+            "scale": float(scale),
+        }
+
+    def apply(self, image: np.ndarray, faces: Faces, **p: Any) -> tuple[np.ndarray, np.ndarray]:
+        h, w = image.shape[:2]
+        tpl = load_template(p["type"])
+        prem = np.zeros((h, w, 3), np.float32)
+        alpha = np.zeros((h, w), np.float32)
+        for lm in faces.landmarks:
+            dst = anchors_from_landmarks(lm)
+            c = dst.mean(0)
+            size = float(np.linalg.norm(lm[16] - lm[0]))
+            dst = c + p["scale"] * (dst - c) + np.array(p["offset"]) * size
+            level, lscale = tpl.level_for(size / tpl.jaw_width * 1.6)
+            layer = styled_level(tpl, level, lscale, p)
+            patch, (x0, y0) = F.piecewise_affine_warp(layer, tpl.anchors * lscale, dst, tpl.triangles, (h, w))
+            if patch.size == 0:
+                continue
+            ph, pw = patch.shape[:2]
+            a = np.clip(patch[..., 3], 0, 1)
+            # "over" compositing so later faces lie on top of earlier ones
+            prem[y0 : y0 + ph, x0 : x0 + pw] = patch[..., :3] + prem[y0 : y0 + ph, x0 : x0 + pw] * (1 - a[..., None])
+            alpha[y0 : y0 + ph, x0 : x0 + pw] = a + alpha[y0 : y0 + ph, x0 : x0 + pw] * (1 - a)
+        fill = np.where(alpha[..., None] > 0, prem / np.maximum(alpha[..., None], 1e-6), 0)
+        return F.composite(image, alpha, fill)
