@@ -7,12 +7,16 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from . import __version__
 from .detectors import DETECTORS, detect
 from .draw import draw_faces
-from .errors import MaskgenError
-from .io import read_image, write_image
+from .errors import BadParameter, MaskgenError
+from .io import IMAGE_SUFFIXES, read_image, write_image
+from .seeds import item_seed
+from .strategies import STRATEGIES, mask
+from .templates import MASK_TYPES
 
 
 class MaskgenGroup(click.Group):
@@ -36,7 +40,7 @@ def main(debug: bool) -> None:
 
 
 def registries() -> dict[str, object]:
-    return {"detectors": DETECTORS}
+    return {"detectors": DETECTORS, "strategies": STRATEGIES, "mask types": MASK_TYPES}
 
 
 @main.command("list")
@@ -118,3 +122,128 @@ def detect_cmd(
             write_image(draw / f"{path.stem}_faces.png", draw_faces(img, faces))
     if failed:
         raise MaskgenError(f"{failed} of {len(images)} input(s) could not be read")
+
+
+def parse_params(items: tuple[str, ...]) -> dict[str, object]:
+    """`--param key=value` pairs; values are read as JSON when they parse (numbers, lists), else as text."""
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BadParameter(f"--param takes key=value, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def expand_images(sources: tuple[Path, ...]) -> list[Path]:
+    """Files as given, folders walked recursively for image files (sorted)."""
+    paths: list[Path] = []
+    for src in sources:
+        if src.is_dir():
+            paths += sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        else:
+            paths.append(src)
+    return paths
+
+
+strategy_option = click.option(
+    "--strategy", default="overlay", show_default=True, help="Masking strategy: overlay, zero or bands."
+)
+param_option = click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any other strategy parameter, e.g. ratio=0.8, fill=noise, region=eyes, pattern=dots, jitter=0.5.",
+)
+
+
+@main.command("mask")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--out", "outdir", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@strategy_option
+@click.option("--type", "mask_type", default=None, help="Mask type for overlay (see `maskgen list`), or 'random'.")
+@click.option("--color", default=None, help="Mask colour: a name, #rrggbb, or 'random'.")
+@click.option("--seed", default=0, show_default=True, help="Run seed; each image's seed derives from it and its name.")
+@click.option("--occlusion", is_flag=True, help="Also write each occlusion map as NAME_occlusion.png.")
+@detector_option
+@fallback_option
+@param_option
+def mask_cmd(images, outdir, strategy, mask_type, color, seed, occlusion, detector, fallback, params) -> None:
+    """Mask the faces in IMAGES (files or folders) and write the results to OUTDIR."""
+    kwargs = parse_params(params)
+    if mask_type is not None:
+        kwargs["type"] = mask_type
+    if color is not None:
+        kwargs["color"] = color
+    STRATEGIES.get(strategy)
+    failed = 0
+    for path in expand_images(images):
+        try:
+            img = read_image(path)
+            res = mask(img, strategy, detector=detector, fallback=fallback, seed=item_seed(seed, path.name), **kwargs)
+        except MaskgenError as e:
+            if e.code == "bad_argument":
+                raise
+            click.echo(f"skipped {path}: {e}", err=True)
+            failed += 1
+            continue
+        out = write_image(outdir / path.name, res.image)
+        if occlusion:
+            write_image(outdir / f"{path.stem}_occlusion.png", res.occlusion)
+        detail = ", ".join(f"{k}={v}" for k, v in res.params.items() if k in ("type", "color", "ratio", "region"))
+        click.echo(f"{out}  ({len(res.faces)} face(s), {strategy}{': ' + detail if detail else ''})")
+    if failed:
+        raise MaskgenError(f"{failed} image(s) were skipped (see messages above)")
+
+
+@main.command("preview")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Sheet to write (.png or .jpg).")
+@click.option(
+    "--strategy",
+    "strategies",
+    default="overlay",
+    show_default=True,
+    help="Comma-separated strategies to show, or 'all'.",
+)
+@click.option("--types", default="all", show_default=True, help="Comma-separated mask types for overlay, or 'all'.")
+@click.option("-n", "count", default=8, show_default=True, help="Number of images (rows), spread over the sources.")
+@click.option("--cell", default=128, show_default=True, help="Cell size in pixels.")
+@click.option("--seed", default=0, show_default=True)
+@detector_option
+@fallback_option
+def preview_cmd(sources, out, strategies, types, count, cell, seed, detector, fallback) -> None:
+    """Write a contact sheet: rows are images, columns the original then each type or strategy."""
+    from .preview import columns_for, contact_sheet
+
+    names = STRATEGIES.names() if strategies == "all" else [s.strip() for s in strategies.split(",")]
+    kinds = MASK_TYPES.names() if types == "all" else [t.strip() for t in types.split(",")]
+    for s in names:
+        STRATEGIES.get(s)
+    for t in kinds:
+        MASK_TYPES.get(t)
+    paths = expand_images(sources)
+    if not paths:
+        raise MaskgenError(f"no images found in {', '.join(map(str, sources))}")
+    picks = [paths[int(i)] for i in np.unique(np.linspace(0, len(paths) - 1, min(count, len(paths))).round())]
+    images = []
+    for p in picks:
+        try:
+            images.append((p, read_image(p)))
+        except MaskgenError as e:
+            click.echo(f"skipped {p}: {e}", err=True)
+    sheet = contact_sheet(
+        [im for _, im in images],
+        columns_for(names, kinds),
+        cell=cell,
+        detector=detector,
+        fallback=fallback,
+        seed=seed,
+        names=[p.name for p, _ in images],
+    )
+    write_image(out, sheet)
+    click.echo(f"wrote {out} ({len(images)} rows x {1 + len(columns_for(names, kinds))} columns)")

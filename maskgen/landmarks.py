@@ -89,16 +89,28 @@ def apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return pts @ m[:, :2].T + m[:, 2]
 
 
+@lru_cache(maxsize=4)
+def _five_to_68_operator(blend: float) -> np.ndarray:
+    """The (68*2, 5*2) linear map from five points to 68: with fixed source points both least-squares
+    fits (similarity and affine) are linear in the destination points, so their blend is one matrix."""
+    basis = np.eye(10).reshape(10, 5, 2)
+    src, shape = mtcnn_five(), mean_shape()
+    cols = [
+        apply((1 - blend) * fit_similarity(src, b) + blend * fit_affine(src, b), shape).ravel()
+        - (apply((1 - blend) * fit_similarity(src, 0 * b) + blend * fit_affine(src, 0 * b), shape).ravel())
+        for b in basis
+    ]
+    return np.stack(cols, axis=1)
+
+
 def fit_68_from_5(points5: np.ndarray, blend: float = 0.5) -> np.ndarray:
     """Complete five detected points to 68 by fitting the mean shape.
 
     The map is a blend of the similarity fit (robust) and the affine fit (follows pitch and yaw
-    foreshortening); `blend` is the affine share.
+    foreshortening); `blend` is the affine share. Both fits are linear in the points, so this is
+    one precomputed matrix product.
     """
-    src = mtcnn_five()
-    dst = np.asarray(points5, dtype=np.float64)
-    m = (1 - blend) * fit_similarity(src, dst) + blend * fit_affine(src, dst)
-    return apply(m, mean_shape())
+    return (_five_to_68_operator(blend) @ np.asarray(points5, dtype=np.float64).ravel()).reshape(68, 2)
 
 
 def face_axes(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -109,12 +109,12 @@ class Template:
             np.linalg.norm(self.anchors[names.index("jaw_right_15")] - self.anchors[names.index("jaw_left_1")])
         )
 
-    def level_for(self, scale: float) -> tuple[np.ndarray, float]:
-        """The smallest mip level at least as detailed as `scale` (output px per frame px)."""
+    def level_index(self, scale: float) -> int:
+        """The smallest mip level (index k, size FRAME / 2**k) at least as detailed as `scale`."""
         k = 0
         while k + 1 < len(self.levels) and scale <= 0.5 ** (k + 1):
             k += 1
-        return self.levels[k], 0.5**k
+        return k
 
 
 MASK_TYPES: Registry[Template] = Registry("mask type")

@@ -48,3 +48,50 @@ def test_errors_are_one_line_without_traceback(tmp_path):
     assert "Traceback" not in res.output and "not an image file" in res.output
     res = CliRunner().invoke(main, ["detect", str(EXAMPLES / "happy" / "astronaut.jpg"), "--detector", "haar"])
     assert res.exit_code == 1 and "choose one of" in res.output
+
+
+def test_list_shows_strategies_and_types():
+    out = run("list").output
+    for name in ("overlay", "zero", "bands", "surgical", "kn95", "inpaint"):
+        assert name in out
+
+
+def test_mask_writes_images_and_occlusions(tmp_path):
+    res = run("mask", EXAMPLES / "happy", "-o", tmp_path, "--type", "random", "--color", "random", "--occlusion")
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert "astronaut_48.png" in names and "astronaut_48_occlusion.png" in names
+    src = mg.read_image(EXAMPLES / "happy" / "astronaut_48.png")
+    out = mg.read_image(tmp_path / "astronaut_48.png")
+    occ = mg.read_image(tmp_path / "astronaut_48_occlusion.png")
+    assert out.shape == src.shape and occ.shape == src.shape[:2] and (occ > 0).any()
+    assert len({line.split("type=")[1].split(",")[0] for line in res.output.splitlines()}) > 1  # per-image seeds
+
+
+def test_mask_zero_with_params(tmp_path):
+    res = run(
+        "mask",
+        EXAMPLES / "neutral" / "grace_hopper.jpg",
+        "-o",
+        tmp_path,
+        "--strategy",
+        "zero",
+        "--param",
+        "ratio=0.7",
+        "--param",
+        "fill=noise",
+    )
+    assert res.exit_code == 0 and "ratio=0.7" in res.output
+
+
+def test_mask_bad_param_is_one_line(tmp_path):
+    res = CliRunner().invoke(main, ["mask", str(EXAMPLES / "happy"), "-o", str(tmp_path), "--type", "bandana"])
+    assert res.exit_code == 1 and "choose one of" in res.output and "Traceback" not in res.output
+
+
+def test_preview_sheet(tmp_path):
+    res = run("preview", EXAMPLES, "-o", tmp_path / "sheet.png", "-n", "3", "--cell", "64")
+    assert res.exit_code == 0, res.output
+    sheet = mg.read_image(tmp_path / "sheet.png")
+    # a header row plus three image rows; the original plus seven mask types
+    assert sheet.shape[1] == 8 * 64 and sheet.shape[0] == 22 + 3 * 64

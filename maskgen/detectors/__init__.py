@@ -37,4 +37,14 @@ def detect(image: np.ndarray, detector: str = "mtcnn", fallback: str | None = No
     return faces
 
 
-__all__ = ["DETECTORS", "Detector", "detect", "get_detector"]
+def detect_batch(images: list[np.ndarray], detector: str = "mtcnn", fallback: str | None = None) -> list[Faces]:
+    """`detect` over many images; detectors with a `batch` method share work between them."""
+    det = get_detector(detector)
+    batch = getattr(det, "batch", None)
+    results = batch(images) if batch is not None else [det(im) for im in images]
+    if fallback:
+        results = [r if len(r) else get_detector(fallback)(im) for r, im in zip(results, images, strict=True)]
+    return results
+
+
+__all__ = ["DETECTORS", "Detector", "detect", "detect_batch", "get_detector"]

@@ -29,10 +29,10 @@ def landmark_band(lm: np.ndarray, region: str) -> np.ndarray:
         u0, u1 = u[JAW].min(), u[JAW].max()
     elif region == "nose_mouth":
         nm = np.concatenate([NOSE_BRIDGE, NOSE_LOWER, MOUTH])
-        v0, v1 = v[NOSE_BRIDGE].min(), v[MOUTH].max() + m
+        v0, v1 = v[NOSE_BRIDGE[1]], v[MOUTH].max() + m  # from point 28: 27 sits level with the eyes
         u0, u1 = u[nm].min() - 2 * m, u[nm].max() + 2 * m
     else:  # lower_face
-        v0, v1 = v[NOSE_BRIDGE].mean(), v[JAW].max() + m
+        v0, v1 = v[NOSE_BRIDGE[2]], v[JAW].max() + m
         u0, u1 = u[JAW].min() - m, u[JAW].max() + m
     return np.array([origin + a * right + b * down for a, b in ((u0, v0), (u1, v0), (u1, v1), (u0, v1))])
 

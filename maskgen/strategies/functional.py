@@ -72,24 +72,29 @@ def to_channels(rgb: np.ndarray, channels: int) -> np.ndarray:
     return rgb
 
 
-def composite(image: np.ndarray, alpha: np.ndarray, fill: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Blend `fill` (H,W,3 float RGB in 0-255, or broadcastable) over `image` where `alpha` > 0.
+def composite(
+    image: np.ndarray, alpha: np.ndarray, fill: np.ndarray, offset: tuple[int, int] = (0, 0)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Blend `fill` (float RGB 0-255, broadcastable to alpha's shape) over `image` where `alpha` > 0.
 
+    `alpha` and `fill` may be a patch placed at `offset` (x, y); the patch must lie inside the image.
     Returns (new image, occlusion). Pixels outside the occlusion are bit-for-bit unchanged.
     """
-    alpha = np.where(alpha >= ALPHA_EPS, alpha, 0).astype(np.float32)
-    occ = alpha > 0
+    occ = alpha >= ALPHA_EPS
     out = image.copy()
-    if not occ.any():
-        return out, np.zeros(image.shape[:2], np.uint8)
-    ys, xs = np.nonzero(occ)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    a = alpha[y0:y1, x0:x1, None]
+    occlusion = np.zeros(image.shape[:2], np.uint8)
+    rows, cols = occ.any(1), occ.any(0)
+    if not rows.any():
+        return out, occlusion
+    y0, y1 = int(rows.argmax()), len(rows) - int(rows[::-1].argmax())
+    x0, x1 = int(cols.argmax()), len(cols) - int(cols[::-1].argmax())
+    a = np.where(occ[y0:y1, x0:x1], alpha[y0:y1, x0:x1], 0).astype(np.float32)[..., None]
+    ox, oy = offset
     ch = channels_of(image)
     colour_ch = 1 if ch in (1, 2) else 3
-    f = np.broadcast_to(np.asarray(fill, dtype=np.float32), (*image.shape[:2], 3))[y0:y1, x0:x1]
+    f = np.broadcast_to(np.asarray(fill, dtype=np.float32), (*alpha.shape, 3))[y0:y1, x0:x1]
     f = to_channels(f, colour_ch) * (max_value(image.dtype) / 255.0)
-    view = out[y0:y1, x0:x1]
+    view = out[oy + y0 : oy + y1, ox + x0 : ox + x1]
     src = view.reshape(*view.shape[:2], -1)[..., :colour_ch].astype(np.float32)
     blended = src * (1 - a) + f * a
     if np.issubdtype(image.dtype, np.integer):
@@ -99,17 +104,16 @@ def composite(image: np.ndarray, alpha: np.ndarray, fill: np.ndarray) -> tuple[n
         view[...] = blended[..., 0]
     else:
         view[..., :colour_ch] = blended
-    occlusion = np.zeros(image.shape[:2], np.uint8)
-    occlusion[occ] = 255
+    occlusion[oy : oy + alpha.shape[0], ox : ox + alpha.shape[1]][occ] = 255
     return out, occlusion
 
 
 def half_plane(shape: tuple[int, int], point: np.ndarray, normal: np.ndarray) -> np.ndarray:
     """1.0 where (p - point) . normal > 0, with a one-pixel anti-aliased edge."""
     h, w = shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    d = (xs - point[0]) * normal[0] + (ys - point[1]) * normal[1]  # pixel centres sit on integer coordinates
-    return np.clip(d + 0.5, 0, 1).astype(np.float32)
+    xs = (np.arange(w, dtype=np.float32) - np.float32(point[0])) * np.float32(normal[0])
+    ys = (np.arange(h, dtype=np.float32) - np.float32(point[1])) * np.float32(normal[1])
+    return np.clip(ys[:, None] + xs[None, :] + np.float32(0.5), 0, 1)  # pixel centres on integer coordinates
 
 
 def polygon(shape: tuple[int, int], pts: np.ndarray, aa: bool = True) -> np.ndarray:
@@ -153,20 +157,21 @@ def piecewise_affine_warp(
         return np.zeros((0, 0, src.shape[2]), np.float32), (0, 0)
     ph, pw = y1 - y0, x1 - x0
     local = dst_pts - np.array([x0, y0])
-    index = np.full((ph, pw), -1, np.int32)
+    d = local[triangles]  # (K, 3, 2)
+    a = np.concatenate([d, np.ones((len(triangles), 3, 1))], axis=2)  # rows [x y 1]
+    ok = np.abs(np.linalg.det(a)) > 1e-6  # degenerate (collapsed) triangles are skipped
     inv = np.zeros((len(triangles), 2, 3), np.float32)
-    for k, tri in enumerate(triangles):
-        d = local[tri].astype(np.float32)
-        area = (d[1, 0] - d[0, 0]) * (d[2, 1] - d[0, 1]) - (d[2, 0] - d[0, 0]) * (d[1, 1] - d[0, 1])
-        if abs(area) < 1e-6:
-            continue
-        inv[k] = cv2.getAffineTransform(d, src_pts[tri].astype(np.float32))
-        cv2.fillConvexPoly(index, np.round(d * 16).astype(np.int32), k, cv2.LINE_8, 4)
-    ys, xs = np.mgrid[0:ph, 0:pw].astype(np.float32)
-    valid = index >= 0
-    m = inv[np.maximum(index, 0)]
-    map_x = np.where(valid, m[..., 0, 0] * xs + m[..., 0, 1] * ys + m[..., 0, 2], -1e4).astype(np.float32)
-    map_y = np.where(valid, m[..., 1, 0] * xs + m[..., 1, 1] * ys + m[..., 1, 2], -1e4).astype(np.float32)
+    inv[ok] = np.linalg.solve(a[ok], src_pts[triangles][ok]).transpose(0, 2, 1)
+    index = np.full((ph, pw), -1, np.int32)
+    fixed = np.round(d * 16).astype(np.int32)
+    for k in np.nonzero(ok)[0]:
+        cv2.fillConvexPoly(index, fixed[k], int(k), cv2.LINE_8, 4)
+    xs = np.arange(pw, dtype=np.float32)[None, :]
+    ys = np.arange(ph, dtype=np.float32)[:, None]
+    inv = np.concatenate([inv, np.full((1, 2, 3), [[0, 0, -1e4], [0, 0, -1e4]], np.float32)])  # -1: outside
+    m = inv[index]
+    map_x = m[..., 0, 0] * xs + m[..., 0, 1] * ys + m[..., 0, 2]
+    map_y = m[..., 1, 0] * xs + m[..., 1, 1] * ys + m[..., 1, 2]
     patch = cv2.remap(src, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     if patch.ndim == 2:
         patch = patch[..., None]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from ..errors import BadParameter
-from ..templates import MASK_TYPES, Template, anchors_from_landmarks, load_template
+from ..templates import MASK_TYPES, anchors_from_landmarks, load_template
 from ..types import Faces
 from . import functional as F
 from .base import STRATEGIES, check_keys
@@ -49,8 +50,17 @@ def pattern_layer(kind: str, shape: tuple[int, int], period: float, seed: int) -
     return np.zeros(shape, np.float32)
 
 
-def styled_level(tpl: Template, level: np.ndarray, lscale: float, p: dict[str, Any]) -> np.ndarray:
-    """The template level recoloured and patterned, premultiplied RGBA."""
+@lru_cache(maxsize=128)
+def styled_level(
+    name: str, k: int, color: str | None, strength: float, pattern: str, scale: float, pcolor: str, pseed: int
+) -> np.ndarray:
+    """Mip level `k` of a template, recoloured and patterned (premultiplied RGBA, cached, read-only)."""
+    tpl = load_template(name)
+    level, lscale = tpl.levels[k], 0.5**k
+    if (color is None or not tpl.recolourable) and (pattern == "none" or name == "inpaint"):
+        return level
+    p = {"color": color, "strength": strength, "pattern": pattern, "pattern_scale": scale, "pattern_color": pcolor}
+    p["pattern_seed"] = pseed
     rgba = level.copy()
     a = rgba[..., 3:]
     rgb = np.where(a > 0, rgba[..., :3] / np.maximum(a, 1e-6), 0)
@@ -66,6 +76,7 @@ def styled_level(tpl: Template, level: np.ndarray, lscale: float, p: dict[str, A
         lum = rgb.mean(2, keepdims=True) / max(float(rgb[a[..., 0] > 0.5].mean()) if (a > 0.5).any() else 1.0, 1.0)
         rgb = rgb * (1 - pat) + np.clip(second * lum, 0, 255) * pat
     rgba[..., :3] = rgb * a
+    rgba.setflags(write=False)
     return rgba
 
 
@@ -130,22 +141,21 @@ class Overlay:
     def apply(self, image: np.ndarray, faces: Faces, **p: Any) -> tuple[np.ndarray, np.ndarray]:
         h, w = image.shape[:2]
         tpl = load_template(p["type"])
-        prem = np.zeros((h, w, 3), np.float32)
-        alpha = np.zeros((h, w), np.float32)
-        for lm in faces.landmarks:
+        seed = p["pattern_seed"] if p["pattern"] != "none" else 0  # unpatterned styles share one cache entry
+        key = (p["color"], p["strength"], p["pattern"], p["pattern_scale"], p["pattern_color"], seed)
+        out, occlusion = image, np.zeros((h, w), np.uint8)
+        for lm in faces.landmarks:  # one face at a time, so later faces lie on top of earlier ones
             dst = anchors_from_landmarks(lm)
             c = dst.mean(0)
             size = float(np.linalg.norm(lm[16] - lm[0]))
             dst = c + p["scale"] * (dst - c) + np.array(p["offset"]) * size
-            level, lscale = tpl.level_for(size / tpl.jaw_width * 1.6)
-            layer = styled_level(tpl, level, lscale, p)
-            patch, (x0, y0) = F.piecewise_affine_warp(layer, tpl.anchors * lscale, dst, tpl.triangles, (h, w))
+            k = tpl.level_index(size / tpl.jaw_width * 1.6)
+            layer = styled_level(tpl.name, k, *key)
+            patch, offset = F.piecewise_affine_warp(layer, tpl.anchors * 0.5**k, dst, tpl.triangles, (h, w))
             if patch.size == 0:
                 continue
-            ph, pw = patch.shape[:2]
             a = np.clip(patch[..., 3], 0, 1)
-            # "over" compositing so later faces lie on top of earlier ones
-            prem[y0 : y0 + ph, x0 : x0 + pw] = patch[..., :3] + prem[y0 : y0 + ph, x0 : x0 + pw] * (1 - a[..., None])
-            alpha[y0 : y0 + ph, x0 : x0 + pw] = a + alpha[y0 : y0 + ph, x0 : x0 + pw] * (1 - a)
-        fill = np.where(alpha[..., None] > 0, prem / np.maximum(alpha[..., None], 1e-6), 0)
-        return F.composite(image, alpha, fill)
+            fill = patch[..., :3] / np.maximum(a[..., None], 1e-6)
+            out, occ = F.composite(out, a, fill, offset)
+            occlusion |= occ
+        return (out if out is not image else image.copy()), occlusion

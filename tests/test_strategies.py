@@ -1,0 +1,168 @@
+import numpy as np
+import pytest
+
+import maskgen as mg
+from maskgen.errors import BadParameter, NoFaceFound, UnknownName
+from maskgen.landmarks import face_axes
+from maskgen.quality import coverage
+from maskgen.strategies.zero import split_point
+
+from .conftest import shared_set
+
+TYPES = ["surgical", "cloth", "n95", "kn95", "gas", "black", "inpaint"]
+CASES = [("overlay", {"type": t}) for t in TYPES] + [("zero", {}), ("zero", {"extent": "face", "fill": "noise"})]
+
+
+@pytest.fixture(scope="module")
+def detected(astronaut_sizes):
+    return {k: (img, mg.detect(img).largest()) for k, img in astronaut_sizes.items()}
+
+
+@pytest.mark.parametrize("size", ["512", "128", "48", "gray", "rot+20", "rot-20"])
+@pytest.mark.parametrize("strategy, params", CASES)
+def test_strategy_on_real_faces(detected, size, strategy, params):
+    img, face = detected[size]
+    res = mg.mask(img, strategy=strategy, faces=face, seed=1, **params)
+    assert res.image.shape == img.shape and res.image.dtype == img.dtype
+    assert res.occlusion.shape == img.shape[:2] and set(np.unique(res.occlusion)) <= {0, 255}
+    outside = res.occlusion == 0
+    assert np.array_equal(res.image[outside], img[outside])  # nothing changes outside the occlusion
+    assert (res.image[~outside] != img[~outside]).any()
+    cov = coverage(res.occlusion, face.landmarks[0])
+    assert cov.mouth and cov.nose and cov.eyes_clear, cov
+
+
+def test_modes_are_kept(astronaut):
+    face = mg.detect(astronaut).largest()
+    rgba = np.dstack([astronaut, np.full(astronaut.shape[:2], 200, np.uint8)])
+    res = mg.mask(rgba, faces=face, type="cloth")
+    assert res.image.shape == rgba.shape and (res.image[..., 3] == 200).all()
+    deep = astronaut.astype(np.uint16) * 257
+    res16 = mg.mask(deep, faces=face, type="surgical")
+    assert res16.image.dtype == np.uint16 and res16.image.max() > 255
+    gray = astronaut.mean(2).astype(np.uint8)
+    resg = mg.mask(gray, faces=face, type="surgical", color="red")
+    assert resg.image.ndim == 2  # grayscale in, grayscale out
+
+
+@pytest.mark.parametrize(
+    "strategy, params",
+    [
+        ("overlay", {"type": "random", "color": "random", "pattern": "random", "jitter": 1.0}),
+        ("zero", {"fill": "noise"}),
+    ],
+)
+def test_seed_determinism_and_replay(astronaut, strategy, params):
+    face = mg.detect(astronaut).largest()
+    a = mg.mask(astronaut, strategy, faces=face, seed=7, **params)
+    b = mg.mask(astronaut, strategy, faces=face, seed=7, **params)
+    assert np.array_equal(a.image, b.image) and a.params == b.params
+    replay = mg.mask(astronaut, strategy, faces=face, **a.params)  # any seed: params are fully resolved
+    assert np.array_equal(replay.image, a.image)
+    others = [mg.mask(astronaut, strategy, faces=face, seed=s, **params) for s in range(8, 12)]
+    assert any(not np.array_equal(o.image, a.image) for o in others)
+
+
+def test_random_type_uses_weights(astronaut):
+    face = mg.detect(astronaut).largest()
+    picked = {
+        mg.mask(
+            astronaut, faces=face, type="random", seed=s, weights={t: 0 for t in TYPES} | {"gas": 1, "kn95": 1}
+        ).params["type"]
+        for s in range(12)
+    }
+    assert picked == {"gas", "kn95"}
+
+
+def test_zero_line_follows_the_face_axis(astronaut_sizes):
+    img = astronaut_sizes["rot+20"]
+    face = mg.detect(img).largest()
+    res = mg.mask(img, "zero", faces=face)
+    lm = face.landmarks[0]
+    point, down = split_point(lm, 0.8)
+    _, _, right = face_axes(lm)
+    for side in (-60, 60):  # along the tilted line, a little below and a little above
+        below = np.round(point + side * right + 3 * down).astype(int)
+        above = np.round(point + side * right - 3 * down).astype(int)
+        assert res.occlusion[below[1], below[0]] == 255 and res.occlusion[above[1], above[0]] == 0
+
+
+def test_zero_fills(astronaut):
+    face = mg.detect(astronaut).largest()
+    occ = mg.mask(astronaut, "zero", faces=face).occlusion > 0
+    inner = occ & np.roll(occ, 2, 0) & np.roll(occ, -2, 0) & np.roll(occ, 2, 1) & np.roll(occ, -2, 1)
+    assert (mg.mask(astronaut, "zero", faces=face).image[inner] == 0).all()
+    assert (mg.mask(astronaut, "zero", faces=face, fill="#ff0000").image[inner] == [255, 0, 0]).all()
+    assert (mg.mask(astronaut, "zero", faces=face, fill=128).image[inner] == 128).all()
+    mean = mg.mask(astronaut, "zero", faces=face, fill="mean").image[inner]
+    assert np.allclose(mean.mean(0), astronaut.reshape(-1, 3).mean(0), atol=1)
+    noise = mg.mask(astronaut, "zero", faces=face, fill="noise").image[inner]
+    assert noise.std() > 50
+
+
+def test_bands_fractions_and_regions(astronaut):
+    h = astronaut.shape[0]
+    res = mg.mask(astronaut, "bands", region="bottom")
+    assert (res.occlusion[h // 2 :] == 255).all() and (res.occlusion[: h // 2] == 0).all()
+    res = mg.mask(astronaut, "bands", fractions=[0.0, 0.25, 0.75, 1.0])
+    assert (res.occlusion[: h // 4] == 255).all() and (res.occlusion[h // 4 : 3 * h // 4] == 0).all()
+    face = mg.detect(astronaut).largest()
+    eyes = mg.mask(astronaut, "bands", region="eyes", faces=face)
+    lm = np.round(face.landmarks[0]).astype(int)
+    assert (eyes.occlusion[lm[36:48, 1], lm[36:48, 0]] == 255).all()
+    assert (eyes.occlusion[lm[48:68, 1], lm[48:68, 0]] == 0).all()
+    for region in ("nose_mouth", "lower_face"):
+        cov = coverage(mg.mask(astronaut, "bands", region=region, faces=face).occlusion, face.landmarks[0])
+        assert cov.ok
+
+
+def test_face_partly_out_of_frame_is_clipped_not_skipped(astronaut):
+    crop = astronaut[:150, :]  # the chin is cut off
+    face = mg.detect(astronaut).largest()
+    res = mg.mask(crop, faces=face, type="cloth")
+    assert res.image.shape == crop.shape and res.occlusion[120:150].any()
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, text",
+    [
+        ({"type": "bandana"}, UnknownName, "choose one of"),
+        ({"color": "octarine"}, BadParameter, "colour"),
+        ({"pattern": "plaid"}, BadParameter, "choose one of"),
+        ({"strength": 3}, BadParameter, "strength"),
+        ({"colour": "red"}, BadParameter, "no parameter 'colour'"),
+    ],
+)
+def test_bad_params_are_one_line(astronaut, kwargs, error, text):
+    face = mg.detect(astronaut).largest()
+    with pytest.raises(error, match=text) as e:
+        mg.mask(astronaut, faces=face, **kwargs)
+    assert "\n" not in str(e.value)
+
+
+def test_no_face_is_an_error_unless_fallback():
+    flat = np.full((48, 48), 120, np.uint8)
+    with pytest.raises(NoFaceFound, match="fallback"):
+        mg.mask(flat)
+    res = mg.mask(flat, fallback="aligned")
+    assert res.faces.landmark_source[0] == "prior" and res.occlusion.any()
+
+
+@pytest.mark.parametrize("name", ["fer2013-dev", "ckplus48-dev", "jaffe-dev"])
+def test_geometry_rates_on_dev_sets(name):
+    """Over every face a real detector found: mouth and lower nose covered, eyes untouched (>= 99%)."""
+    paths = shared_set(name)
+    rng = np.random.default_rng(0)
+    ok = {"zero": 0, "overlay": 0}
+    n = 0
+    for p in paths:
+        img = mg.read_image(p)
+        face = mg.detect(img).largest()
+        if not len(face):
+            continue
+        n += 1
+        ok["zero"] += coverage(mg.mask(img, "zero", faces=face).occlusion, face.landmarks[0]).ok
+        t = TYPES[int(rng.integers(len(TYPES)))]
+        ok["overlay"] += coverage(mg.mask(img, faces=face, type=t).occlusion, face.landmarks[0]).ok
+    for k, v in ok.items():
+        assert v / n >= 0.99, f"{name} {k}: {v}/{n}"
