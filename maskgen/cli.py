@@ -247,3 +247,209 @@ def preview_cmd(sources, out, strategies, types, count, cell, seed, detector, fa
     )
     write_image(out, sheet)
     click.echo(f"wrote {out} ({len(images)} rows x {1 + len(columns_for(names, kinds))} columns)")
+
+
+def parse_size(value: str | None) -> tuple[int, int] | None:
+    if not value:
+        return None
+    w, _, h = value.lower().partition("x")
+    try:
+        size = (int(w), int(h or w))
+    except ValueError:
+        raise BadParameter(f"--size takes W or WxH in pixels, e.g. 48 or 64x64; got {value!r}") from None
+    if min(size) < 8:
+        raise BadParameter(f"--size must be at least 8 pixels, got {value!r}")
+    return size
+
+
+@main.command("convert")
+@click.argument("src", type=click.Path(exists=True, path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@strategy_option
+@click.option(
+    "--types",
+    default="random",
+    show_default=True,
+    help="Overlay mask types: comma-separated, 'all' (one output per type) or 'random' (one drawn per image).",
+)
+@click.option(
+    "--variants-per-image",
+    "variants",
+    default=1,
+    show_default=True,
+    help="Outputs per input (per listed type); each has its own seed.",
+)
+@click.option("--color", default=None, help="Overlay colour: a name, #rrggbb or 'random' (default: the template's).")
+@click.option("--sample", type=int, default=None, help="Keep N outputs, balanced across labels.")
+@click.option(
+    "--faces",
+    "faces_mode",
+    type=click.Choice(["largest", "all", "single"]),
+    default="largest",
+    show_default=True,
+    help="Mask the largest face, all faces, or skip images with several (extra_faces).",
+)
+@detector_option
+@fallback_option
+@click.option(
+    "--source-format",
+    type=click.Choice(["folder", "fer2013-csv", "csv"]),
+    default=None,
+    help="How to read SRC (default: detected).",
+)
+@click.option(
+    "--naming",
+    type=click.Choice(["ckplus", "jaffe", "kdef"]),
+    default=None,
+    help="File-name scheme carrying subject (and label) ids (default: detected when every name fits one).",
+)
+@click.option("--format", "out_format", default=None, help="Output image format, e.g. png (default: the source's).")
+@click.option("--size", default=None, help="Resize outputs to W or WxH pixels (default: the source's size).")
+@click.option("--occlusion", is_flag=True, help="Write each occlusion map beside its image (NAME_occlusion.png).")
+@click.option("--keep-original", is_flag=True, help="Write the unmasked copy beside each output (NAME_original).")
+@click.option("--dedup", is_flag=True, help="Skip exact and perceptual-hash near duplicates (reason: duplicate).")
+@click.option("--min-size", default=16, show_default=True, help="Skip inputs smaller than this (reason: too_small).")
+@click.option("--seed", default=0, show_default=True, help="Run seed; each item's seed derives from it and its path.")
+@click.option("-j", "--jobs", default=1, show_default=True, help="Worker processes (results do not depend on it).")
+@click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True)
+@click.option("--scheduler", default=None, help="Dask scheduler address (with --executor dask; default: in-process).")
+@click.option("--overwrite", is_flag=True, help="Replace a DST made with another configuration.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@param_option
+def convert_cmd(
+    src,
+    dst,
+    strategy,
+    types,
+    variants,
+    color,
+    sample,
+    faces_mode,
+    detector,
+    fallback,
+    source_format,
+    naming,
+    out_format,
+    size,
+    occlusion,
+    keep_original,
+    dedup,
+    min_size,
+    seed,
+    jobs,
+    executor,
+    scheduler,
+    overwrite,
+    quiet,
+    params,
+) -> None:
+    """Mask every image of SRC (a labelled folder, FER2013's CSV or a path,label CSV) into DST.
+
+    DST mirrors SRC's tree and gets metadata.csv (Hugging Face imagefolder), manifest.jsonl (one row
+    per output) and skips.jsonl (every input without output, with a reason). Interrupted runs resume
+    when the same command is run again.
+    """
+    from tqdm import tqdm
+
+    from .pipeline import ConvertConfig, convert
+
+    STRATEGIES.get(strategy)
+    kwargs = parse_params(params)
+    if color is not None:
+        kwargs["color"] = color
+    type_list = MASK_TYPES.names() if types == "all" else [t.strip() for t in types.split(",") if t.strip()]
+    for t in type_list:
+        if t != "random":
+            MASK_TYPES.get(t)
+    if variants < 1:
+        raise BadParameter("--variants-per-image must be at least 1")
+    cfg = ConvertConfig(
+        strategy=strategy,
+        types=tuple(type_list),
+        variants=variants,
+        seed=seed,
+        params=kwargs,
+        detector=detector,
+        fallback=fallback,
+        faces=faces_mode,
+        out_format=("." + out_format.lstrip(".").lower()) if out_format else None,
+        size=parse_size(size),
+        occlusion=occlusion,
+        keep_original=keep_original,
+        min_size=min_size,
+        sample=sample,
+        dedup=dedup,
+        naming=naming,
+        format=source_format,
+    )
+    DETECTORS.get(detector)
+    bar = tqdm(unit="img", disable=True if quiet else None, dynamic_ncols=True, desc="convert")
+    try:
+        summary = convert(
+            src,
+            dst,
+            cfg,
+            jobs=jobs,
+            overwrite=overwrite,
+            executor=executor,
+            scheduler=scheduler,
+            progress=bar.update,
+            total_callback=lambda n: setattr(bar, "total", n),
+        )
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo(f"\nInterrupted. Finished work is saved in {dst}; run the same command again to resume.", err=True)
+        sys.exit(130)
+    bar.close()
+    click.echo(
+        f"{summary.inputs} inputs -> {summary.outputs} outputs in {dst}"
+        + (f" ({summary.resumed} inputs already done)" if summary.resumed else "")
+    )
+    for reason, n in sorted(summary.skipped.items(), key=lambda x: -x[1]):
+        click.echo(f"  skipped {n:>6}  {reason}")
+    if summary.skipped:
+        click.echo(f"  reasons per input: {dst / 'skips.jsonl'}")
+
+
+@main.command("split")
+@click.argument("dst", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--by",
+    type=click.Choice(["subject", "source"]),
+    default="subject",
+    show_default=True,
+    help="Keep each subject (or each source image) in one split.",
+)
+@click.option("--ratios", default="0.8,0.1,0.1", show_default=True, help="train,val[,test] fractions.")
+@click.option("--seed", default=0, show_default=True)
+def split_cmd(dst, by, ratios, seed) -> None:
+    """Write a leak-free train/val/test split into DST's metadata.csv (stratified by label)."""
+    from .pipeline.splits import split_dataset
+
+    try:
+        r = tuple(float(x) for x in ratios.split(","))
+    except ValueError:
+        raise BadParameter(f"--ratios takes numbers like 0.8,0.1,0.1; got {ratios!r}") from None
+    rep = split_dataset(dst, by, r, seed)
+    if rep.note:
+        click.echo(f"Note: {rep.note}")
+    click.echo(
+        f"split by {rep.by}: {rep.groups} groups; " + ", ".join(f"{k} {v}" for k, v in sorted(rep.counts.items()))
+    )
+
+
+@main.command("stats")
+@click.argument("dst", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--chart", type=click.Path(path_type=Path), default=None, help="PNG chart path (default: DST/stats.png).")
+def stats_cmd(dst, chart) -> None:
+    """Counts per label, split, mask type and landmark source, and skips per reason; writes a chart."""
+    from .pipeline.stats import chart as draw_chart
+    from .pipeline.stats import dataset_stats
+
+    stats = dataset_stats(dst)
+    for title, counts in stats.items():
+        click.echo(f"{title}:")
+        for name, n in counts.most_common():
+            click.echo(f"  {name:<20} {n:>7}")
+    out = write_image(chart or dst / "stats.png", draw_chart(stats))
+    click.echo(f"wrote {out}")

@@ -1,0 +1,214 @@
+"""`convert`: stream records from SRC, process them in chunks (inline, a process pool or Dask), journal
+every output and skip, resume after any interruption, and leave DST sorted and complete."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadParameter, MaskgenError
+from . import manifest as mf
+from .dataset_tools import find_duplicates, stratified_sample
+from .items import ConvertConfig, run_chunk
+from .sources import Record, iter_records
+
+CHUNK = 64
+
+
+class DestinationError(MaskgenError):
+    code = "bad_destination"
+
+
+@dataclass
+class Summary:
+    inputs: int = 0
+    outputs: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    resumed: int = 0
+    complete: bool = False
+
+
+def check_paths(src: Path, dst: Path) -> None:
+    s, d = src.resolve(), dst.resolve()
+    if not src.exists():
+        raise BadParameter(f"{src}: no such file or folder")
+    if d == s or s in d.parents:
+        raise DestinationError(f"{dst} is inside the source {src}; maskgen never writes into its input")
+    if d in s.parents:
+        raise DestinationError(f"the source {src} is inside {dst}; choose an output folder beside it")
+
+
+def prepare_destination(src: Path, dst: Path, cfg: ConvertConfig, overwrite: bool) -> dict[str, Any]:
+    """Refuse a DST made by another configuration (or not by maskgen) unless --overwrite."""
+    config = {"source": str(src.resolve()), "maskgen": cfg.to_json()}
+    old = mf.read_config(dst) if dst.exists() else None
+    if old is not None and old != config:
+        if not overwrite:
+            diff = sorted(
+                k
+                for k in set(old["maskgen"]) | set(config["maskgen"])
+                if old["maskgen"].get(k) != config["maskgen"].get(k)
+            )
+            what = ", ".join(diff) if diff else "source"
+            raise DestinationError(
+                f"{dst} was made with another configuration ({what} differ); use another folder or --overwrite"
+            )
+        clear_outputs(dst)
+    elif old is None and dst.exists() and any(dst.iterdir()) and not overwrite:
+        raise DestinationError(f"{dst} is not empty and was not made by maskgen; use --overwrite to write into it")
+    mf.write_config(dst, config)
+    return config
+
+
+def clear_outputs(dst: Path) -> None:
+    """Remove what an earlier maskgen run wrote (files in its manifest, its journals), nothing else."""
+    for row in mf._read_jsonl(dst / mf.MANIFEST):
+        rel = Path(row["file_name"])
+        for p in (rel, rel.with_name(f"{rel.stem}_occlusion.png"), rel.with_name(f"{rel.stem}_original{rel.suffix}")):
+            (dst / p).unlink(missing_ok=True)
+    for name in (mf.MANIFEST, mf.SKIPS, mf.METADATA):
+        (dst / name).unlink(missing_ok=True)
+    shutil.rmtree(dst / mf.STATE_DIR, ignore_errors=True)
+
+
+def _chunks(it: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def _local_executor(jobs: int):
+    if jobs <= 1:
+        return None
+    import multiprocessing as mp
+
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+
+
+def _worker_init() -> None:
+    import signal
+
+    import cv2
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled once, by the main process
+    cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would oversubscribe
+
+
+def convert(
+    src: Path,
+    dst: Path,
+    cfg: ConvertConfig,
+    jobs: int = 1,
+    overwrite: bool = False,
+    executor: str = "local",
+    scheduler: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    total_callback: Callable[[int], None] | None = None,
+) -> Summary:
+    """Convert SRC into DST; safe to interrupt and run again with the same arguments."""
+    check_paths(src, dst)
+    prepare_destination(src, dst, cfg, overwrite)
+    journal = mf.Journal(dst)
+    rows, skips = journal.load()
+    planned = {v for v, _ in cfg.plan()}
+    done_variants: dict[str, set[int]] = {}
+    for r in rows + [s for s in skips if s["variant"] >= 0]:
+        done_variants.setdefault(r["source"], set()).add(r["variant"])
+    done = {k for k, v in done_variants.items() if v >= planned} | {s["source"] for s in skips if s["variant"] < 0}
+    summary = Summary(resumed=len(done))
+
+    def records() -> Iterator[Record]:
+        return iter_records(src, cfg.format, cfg.naming)
+
+    excluded: dict[str, str] = {}
+    if cfg.dedup:
+        excluded |= find_duplicates(records())
+    if cfg.sample is not None:
+        items = [(f"{r.key}#{v}", r.label) for r in records() if r.key not in excluded for v in sorted(planned)]
+        chosen = stratified_sample(items, cfg.sample, cfg.seed)
+        excluded |= {i: f"not_sampled: --sample {cfg.sample} kept other variants" for i, _ in items if i not in chosen}
+    if total_callback is not None:
+        total_callback(sum(1 for _ in records()))
+    if progress is not None and done:
+        progress(len(done))
+
+    todo = (r for r in records() if r.key not in done)
+    sub_excluded = excluded
+
+    def handle(events: list[dict]) -> None:
+        for ev in events:
+            kind = ev.pop("kind")
+            (journal.output if kind == "output" else journal.skip)(ev)
+            (rows if kind == "output" else skips).append(ev)
+        if progress is not None:
+            progress(len({e["source"] for e in events}))
+
+    with journal:
+        if executor == "dask":
+            _run_dask(todo, cfg, dst, sub_excluded, handle, scheduler)
+        else:
+            pool = _local_executor(jobs)
+            try:
+                if pool is None:
+                    for chunk in _chunks(todo, CHUNK):
+                        handle(run_chunk(chunk, cfg, str(dst), _subset(sub_excluded, chunk, cfg)))
+                else:
+                    _run_pool(pool, todo, cfg, dst, sub_excluded, handle, jobs)
+            finally:
+                if pool is not None:
+                    pool.shutdown(wait=True, cancel_futures=True)
+    rows = list({r["file_name"]: r for r in rows}.values())
+    skips = list({(s["source"], s["variant"]): s for s in skips}.values())
+    summary.outputs, _ = mf.finalize(dst, rows, skips)
+    summary.skipped = Counter(s["reason"] for s in skips)
+    summary.inputs = len({r["source"] for r in rows} | {s["source"] for s in skips})
+    summary.complete = True
+    return summary
+
+
+def _subset(excluded: dict[str, str], chunk: list[Record], cfg: ConvertConfig) -> dict[str, str]:
+    """The exclusions that concern this chunk (so each task carries only its own)."""
+    if not excluded:
+        return {}
+    keys = [k for r in chunk for k in (r.key, *(f"{r.key}#{v}" for v, _ in cfg.plan()))]
+    return {k: excluded[k] for k in keys if k in excluded}
+
+
+def _run_pool(pool, todo, cfg, dst, excluded, handle, jobs: int) -> None:
+    """Keep 2 chunks per worker in flight: memory stays flat however large the dataset."""
+    pending: set[Future] = set()
+    chunks = _chunks(todo, CHUNK)
+    for chunk in chunks:
+        pending.add(pool.submit(run_chunk, chunk, cfg, str(dst), _subset(excluded, chunk, cfg)))
+        if len(pending) >= 2 * jobs:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in finished:
+                handle(f.result())
+    for f in pending:
+        handle(f.result())
+
+
+def _run_dask(todo, cfg, dst, excluded, handle, scheduler: str | None) -> None:
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError:
+        raise MaskgenError("--executor dask needs the dask extra: pip install 'maskgen[dask]'") from None
+    client = Client(scheduler) if scheduler else Client(processes=False)
+    try:
+        window = 2 * max(1, sum(client.nthreads().values()))
+        chunks = _chunks(todo, CHUNK)
+        futures = as_completed()
+        for chunk in itertools.islice(chunks, window):
+            futures.add(client.submit(run_chunk, chunk, cfg, str(dst), _subset(excluded, chunk, cfg), pure=False))
+        for fut in futures:
+            handle(fut.result())
+            nxt = next(chunks, None)
+            if nxt is not None:
+                futures.add(client.submit(run_chunk, nxt, cfg, str(dst), _subset(excluded, nxt, cfg), pure=False))
+    finally:
+        client.close()

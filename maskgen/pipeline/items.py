@@ -1,0 +1,200 @@
+"""The per-chunk work of a conversion: load, detect (batched), mask and write each record's variants.
+
+Pure apart from the files it writes under DST: the same record and configuration always give the
+same bytes, so a resumed or parallel run equals a plain one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..detectors import detect_batch
+from ..errors import MaskgenError
+from ..io import image_info, read_image, write_image
+from ..seeds import item_seed
+from ..strategies import mask
+from ..templates import load_template
+from .sources import Record, pixels_to_image
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """Everything that determines a conversion's output (stored in DST/.maskgen/config.json)."""
+
+    strategy: str = "overlay"
+    types: tuple[str, ...] = ("random",)  # overlay mask types; ("random",) draws one per variant
+    variants: int = 1
+    seed: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+    detector: str = "mtcnn"
+    fallback: str | None = None
+    faces: str = "largest"  # largest | all | single (more than one face: skipped as extra_faces)
+    out_format: str | None = None  # e.g. ".png"; None keeps each source's format
+    size: tuple[int, int] | None = None
+    occlusion: bool = False
+    keep_original: bool = False
+    min_size: int = 16
+    sample: int | None = None
+    dedup: bool = False
+    naming: str | None = None
+    format: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["types"] = list(self.types)
+        d["size"] = list(self.size) if self.size else None
+        return d
+
+    def plan(self) -> list[tuple[int, str | None]]:
+        """(variant index, mask type or None) for every output made from one input."""
+        if self.strategy != "overlay":
+            return [(i, None) for i in range(self.variants)]
+        return [(i, t) for i, t in enumerate(t for t in self.types for _ in range(self.variants))]
+
+
+def output_path(rec: Record, cfg: ConvertConfig, variant: int, mask_type: str | None) -> PurePosixPath:
+    """DST-relative output path: SRC's tree mirrored; several variants get a suffix each."""
+    rel = PurePosixPath(rec.key)
+    if rel.is_absolute() or ".." in rel.parts:
+        rel = PurePosixPath(rec.label or "unlabelled", rel.name)
+    suffix = cfg.out_format or rel.suffix or ".png"
+    if len(cfg.plan()) == 1:
+        return rel.with_suffix(suffix)
+    tag = mask_type if mask_type and mask_type != "random" else f"v{variant}"
+    if mask_type and mask_type != "random" and cfg.variants > 1:
+        tag = f"{mask_type}-{variant % cfg.variants}"
+    return rel.with_name(f"{rel.stem}__{tag}{suffix}")
+
+
+def effective_colour(params: dict[str, Any]) -> str:
+    """The colour a viewer sees: the requested one, else the template's own (empty for zero/bands fills)."""
+    if params.get("color"):
+        return str(params["color"])
+    if "type" in params:
+        return load_template(params["type"]).base_colour
+    return ""
+
+
+def _skip(rec: Record, reason: str, message: str, variant: int | None = None) -> dict[str, Any]:
+    return {
+        "kind": "skip",
+        "source": rec.key,
+        "variant": -1 if variant is None else variant,
+        "reason": reason,
+        "message": message,
+        "label": rec.label,
+        "subject": rec.subject,
+    }
+
+
+def _load(rec: Record) -> tuple[np.ndarray, str, int | None]:
+    """(image, source sha256, JPEG quality or None)."""
+    if rec.pixels is not None:
+        return pixels_to_image(rec.pixels), hashlib.sha256(rec.pixels.encode()).hexdigest(), None
+    assert rec.path is not None
+    if rec.path.is_symlink() and rec.path.is_dir():
+        raise MaskgenError(f"{rec.path}: a symlinked folder; not followed (it could loop)")
+    img = read_image(rec.path)
+    digest = hashlib.sha256(rec.path.read_bytes()).hexdigest()
+    info = image_info(rec.path)
+    return img, digest, info.quality
+
+
+def _resize(img: np.ndarray, size: tuple[int, int] | None, nearest: bool = False) -> np.ndarray:
+    if size is None or (img.shape[1], img.shape[0]) == size:
+        return img
+    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA if img.shape[1] > size[0] else cv2.INTER_CUBIC
+    return cv2.resize(img, size, interpolation=interp)
+
+
+def run_chunk(records: list[Record], cfg: ConvertConfig, dst: str, excluded: dict[str, str]) -> list[dict]:
+    """Process a chunk of records; returns manifest rows ("output") and skip rows ("skip").
+
+    `excluded` maps keys decided elsewhere (duplicates, unsampled variants "key#i") to a reason: message.
+    """
+    root = Path(dst)
+    events: list[dict] = []
+    loaded: list[tuple[Record, np.ndarray, str, int | None]] = []
+    for rec in records:
+        if rec.key in excluded:
+            reason, _, msg = excluded[rec.key].partition(": ")
+            events.append(_skip(rec, reason, msg))
+            continue
+        try:
+            img, digest, quality = _load(rec)
+        except MaskgenError as e:
+            events.append(
+                _skip(rec, "unreadable" if e.code in ("not_found", "unreadable", "truncated") else e.code, str(e))
+            )
+            continue
+        if min(img.shape[:2]) < cfg.min_size:
+            events.append(_skip(rec, "too_small", f"{img.shape[1]}x{img.shape[0]} is under --min-size {cfg.min_size}"))
+            continue
+        loaded.append((rec, img, digest, quality))
+    faces_list = detect_batch([x[1] for x in loaded], detector=cfg.detector, fallback=cfg.fallback)
+    for (rec, img, digest, quality), faces in zip(loaded, faces_list, strict=True):
+        if len(faces) == 0:
+            hint = "" if cfg.fallback else "; --fallback aligned masks pre-aligned crops with the recorded prior"
+            events.append(_skip(rec, "no_face", f"{cfg.detector} found no face{hint}"))
+            continue
+        if cfg.faces == "single" and len(faces) > 1:
+            events.append(_skip(rec, "extra_faces", f"{len(faces)} faces found; --faces single keeps one-face images"))
+            continue
+        use = faces.largest() if cfg.faces in ("largest", "single") else faces
+        for variant, mask_type in cfg.plan():
+            vkey = f"{rec.key}#{variant}"
+            if vkey in excluded:
+                reason, _, msg = excluded[vkey].partition(": ")
+                events.append(_skip(rec, reason, msg, variant))
+                continue
+            params = dict(cfg.params)
+            if mask_type is not None:
+                params["type"] = mask_type
+            seed = item_seed(cfg.seed, rec.key, variant)
+            try:
+                res = mask(img, cfg.strategy, faces=use, seed=seed, **params)
+            except MaskgenError as e:
+                events.append(_skip(rec, e.code, str(e), variant))
+                continue
+            rel = output_path(rec, cfg, variant, mask_type)
+            out = _resize(res.image, cfg.size)
+            write_image(root / rel, out, quality=quality)
+            if cfg.occlusion:
+                write_image(root / rel.with_name(f"{rel.stem}_occlusion.png"), _resize(res.occlusion, cfg.size, True))
+            if cfg.keep_original:
+                write_image(
+                    root / rel.with_name(f"{rel.stem}_original{rel.suffix}"), _resize(img, cfg.size), quality=quality
+                )
+            sources = sorted(set(use.landmark_source))
+            events.append(
+                {
+                    "kind": "output",
+                    "file_name": rel.as_posix(),
+                    "label": rec.label,
+                    "subject": rec.subject,
+                    "split": rec.split,
+                    "strategy": cfg.strategy,
+                    "mask_type": res.params.get("type", ""),
+                    "color": effective_colour(res.params),
+                    "seed": seed,
+                    "landmark_source": sources[0] if len(sources) == 1 else "+".join(sources),
+                    "source": rec.key,
+                    "source_sha256": digest,
+                    "variant": variant,
+                    "params": json.loads(json.dumps(res.params)),
+                    "detector": use.detector,
+                    "faces": len(use),
+                    "boxes": [[round(float(v), 1) for v in box] for box in use.xyxy],
+                    "width": int(out.shape[1]),
+                    "height": int(out.shape[0]),
+                    "extra": rec.extra,
+                }
+            )
+    return events

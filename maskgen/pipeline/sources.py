@@ -1,0 +1,184 @@
+"""Dataset sources: stream `Record`s (one input image with its label, subject and split) from a folder
+tree, FER2013's CSV, a path/label CSV, or file names that carry labels and subject ids (CK+, JAFFE, KDEF).
+
+Values a source cannot read stay empty: maskgen never guesses a label or a subject.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadParameter
+from ..io import IMAGE_SUFFIXES
+from ..registry import Registry
+
+FER2013_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+FER2013_SPLITS = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val"}
+SPLIT_NAMES |= {"test": "test", "testing": "test", "publictest": "val", "privatetest": "test"}
+EMOTION_CODES = {"AN": "angry", "DI": "disgust", "FE": "fear", "HA": "happy", "NE": "neutral", "SA": "sad"}
+EMOTION_CODES |= {"SU": "surprise", "AF": "fear"}
+KDEF_POSES = {"S": "straight", "HL": "half_left", "HR": "half_right", "FL": "full_left", "FR": "full_right"}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One input item. `key` is unique and stable (the relative path); `pixels` is set for CSV rows."""
+
+    key: str
+    path: Path | None = None
+    label: str = ""
+    subject: str = ""
+    split: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+    pixels: str | None = None  # FER2013 CSV: space-separated gray values
+
+
+# -- file-name schemes -------------------------------------------------------------------------------
+NAMINGS: Registry[Callable[[str], dict[str, str] | None]] = Registry("naming scheme")
+
+
+@NAMINGS.register("ckplus", "CK+: S005_001_00000011.png -> subject S005, sequence 001")
+def parse_ckplus(name: str) -> dict[str, str] | None:
+    m = re.fullmatch(r"(S\d{3})_(\d{3})_(\d{8})(\.\w+)?", name)
+    return {"subject": m[1], "sequence": m[2]} if m else None
+
+
+@NAMINGS.register("jaffe", "JAFFE: KA.AN1.39.tiff -> subject KA, label angry")
+def parse_jaffe(name: str) -> dict[str, str] | None:
+    m = re.fullmatch(r"([A-Z]{2})\.([A-Z]{2})(\d)\.(\d+)(\.\w+)?", name)
+    if not m or m[2] not in EMOTION_CODES or m[2] == "AF":
+        return None
+    return {"subject": m[1], "label": EMOTION_CODES[m[2]]}
+
+
+@NAMINGS.register("kdef", "KDEF: AF01ANS.JPG -> subject AF01, label angry, pose straight")
+def parse_kdef(name: str) -> dict[str, str] | None:
+    m = re.fullmatch(r"([AB])([FM]\d{2})(AF|AN|DI|HA|NE|SA|SU)(S|HL|HR|FL|FR)(\.\w+)?", name, re.IGNORECASE)
+    if not m:
+        return None
+    code = m[3].upper()
+    return {
+        "subject": m[1].upper() + m[2].upper(),
+        "label": EMOTION_CODES[code],
+        "pose": KDEF_POSES[m[4].upper()],
+        "session": m[1].upper(),
+    }
+
+
+def detect_naming(names: list[str]) -> str | None:
+    """The scheme every one of these file names follows, if exactly one does."""
+    if not names:
+        return None
+    fits = [n for n in NAMINGS.names() if all(NAMINGS.get(n)(x) is not None for x in names)]
+    return fits[0] if len(fits) == 1 else None
+
+
+# -- sources -----------------------------------------------------------------------------------------
+def _image_files(root: Path) -> Iterator[Path]:
+    """Image files under root in sorted order; symlinked folders are not followed (no loops)."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for f in sorted(filenames):
+            if Path(f).suffix.lower() in IMAGE_SUFFIXES and not f.startswith("."):
+                yield Path(dirpath) / f
+
+
+def all_files(root: Path) -> Iterator[Path]:
+    """Every non-hidden file under root (images or not), for accounting: nothing is silently ignored."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
+        for f in sorted(filenames):
+            if not f.startswith("."):
+                yield Path(dirpath) / f
+
+
+def folder_records(root: Path, naming: str | None = None) -> Iterator[Record]:
+    """SRC/<label>/*, SRC/<split>/<label>/*, or a flat folder (labels then come only from the naming)."""
+    files = list(all_files(root))
+    if naming is None:
+        naming = detect_naming([p.name for p in files if p.suffix.lower() in IMAGE_SUFFIXES])
+    parse = NAMINGS.get(naming) if naming else None
+    for p in files:
+        rel = p.relative_to(root)
+        parts = rel.parts[:-1]
+        split, label = "", ""
+        if len(parts) >= 2 and parts[0].lower() in SPLIT_NAMES:
+            split, label = SPLIT_NAMES[parts[0].lower()], parts[1]
+        elif len(parts) == 1 and parts[0].lower() not in SPLIT_NAMES:
+            label = parts[0]
+        elif len(parts) == 1:
+            split = SPLIT_NAMES[parts[0].lower()]
+        info = (parse(p.name) if parse else None) or {}
+        extra = {k: v for k, v in info.items() if k not in ("label", "subject")}
+        yield Record(rel.as_posix(), p, label or info.get("label", ""), info.get("subject", ""), split, extra)
+
+
+def fer2013_csv_records(path: Path) -> Iterator[Record]:
+    """FER2013's `emotion,pixels,Usage` CSV: labels from the standard index, split from Usage."""
+    with open(path, newline="") as f:
+        for i, row in enumerate(csv.DictReader(f)):
+            try:
+                label = FER2013_LABELS[int(row["emotion"])]
+            except (ValueError, IndexError, TypeError):
+                label = ""
+            usage = (row.get("Usage") or "").strip()
+            split = FER2013_SPLITS.get(usage, usage.lower())
+            key = f"{split or 'all'}/{label or 'unlabelled'}/fer{i:05d}.png"
+            yield Record(key, None, label, "", split, {"row": str(i)}, row.get("pixels") or "")
+
+
+def table_csv_records(path: Path) -> Iterator[Record]:
+    """A CSV with path,label[,subject][,split] columns; paths relative to the CSV's folder."""
+    base = path.parent
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        cols = set(reader.fieldnames or [])
+        if not {"path", "label"} <= cols:
+            raise BadParameter(f"{path}: a CSV source needs path and label columns (found: {', '.join(sorted(cols))})")
+        for row in reader:
+            rel = row["path"]
+            extra = {k: v for k, v in row.items() if k not in ("path", "label", "subject", "split") and v}
+            yield Record(rel, base / rel, row["label"], row.get("subject") or "", row.get("split") or "", extra)
+
+
+def pixels_to_image(pixels: str) -> np.ndarray:
+    """A FER2013 row's space-separated values as a square uint8 image."""
+    values = np.array(pixels.split(), dtype=np.int64)
+    side = int(round(len(values) ** 0.5))
+    if side * side != len(values) or side == 0 or values.min() < 0 or values.max() > 255:
+        raise BadParameter(f"pixels: expected a square of 0-255 values, got {len(values)} values")
+    return values.astype(np.uint8).reshape(side, side)
+
+
+FORMATS = ("folder", "fer2013-csv", "csv")
+
+
+def detect_format(src: Path) -> str:
+    if src.is_dir():
+        return "folder"
+    if src.suffix.lower() == ".csv":
+        with open(src, newline="") as f:
+            header = next(csv.reader(f), [])
+        if {"emotion", "pixels"} <= set(header):
+            return "fer2013-csv"
+        return "csv"
+    raise BadParameter(f"{src}: not a folder or a CSV file; use --format {'|'.join(FORMATS)}")
+
+
+def iter_records(src: Path, fmt: str | None = None, naming: str | None = None) -> Iterator[Record]:
+    fmt = fmt or detect_format(src)
+    if fmt == "folder":
+        return folder_records(src, naming)
+    if fmt == "fer2013-csv":
+        return fer2013_csv_records(src)
+    if fmt == "csv":
+        return table_csv_records(src)
+    raise BadParameter(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
