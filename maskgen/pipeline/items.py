@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from ..detectors import detect_batch
-from ..errors import MaskgenError
+from ..errors import MaskgenError, NotAnImage
 from ..io import image_info, read_image, write_image
 from ..seeds import item_seed
 from ..strategies import mask
@@ -100,7 +100,7 @@ def _load(rec: Record) -> tuple[np.ndarray, str, int | None]:
         return pixels_to_image(rec.pixels), hashlib.sha256(rec.pixels.encode()).hexdigest(), None
     assert rec.path is not None
     if rec.path.is_symlink() and rec.path.is_dir():
-        raise MaskgenError(f"{rec.path}: a symlinked folder; not followed (it could loop)")
+        raise NotAnImage(f"{rec.path}: a symlinked folder; not followed (it could loop)")
     img = read_image(rec.path)
     digest = hashlib.sha256(rec.path.read_bytes()).hexdigest()
     info = image_info(rec.path)

@@ -94,8 +94,10 @@ def _image_files(root: Path) -> Iterator[Path]:
 def all_files(root: Path) -> Iterator[Path]:
     """Every non-hidden file under root (images or not), for accounting: nothing is silently ignored."""
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
-        for f in sorted(filenames):
+        links = [d for d in dirnames if (Path(dirpath) / d).is_symlink()]
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX" and d not in links)
+        # symlinked folders are listed (and later skipped with a reason), never followed: they can loop
+        for f in sorted([*filenames, *links]):
             if not f.startswith("."):
                 yield Path(dirpath) / f
 

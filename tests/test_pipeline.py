@@ -1,0 +1,248 @@
+"""Bulk conversion on real data: counts, labels and subjects kept; bad inputs logged; resume; parallel."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import maskgen as mg
+from maskgen.cli import main
+from maskgen.pipeline import ConvertConfig, convert
+from maskgen.pipeline.convert import DestinationError
+from maskgen.pipeline.sources import parse_ckplus, parse_jaffe, parse_kdef
+
+from .conftest import EXAMPLES, SHARED, shared_set
+
+
+def rows_of(dst: Path) -> list[dict]:
+    return [json.loads(line) for line in (dst / "manifest.jsonl").read_text().splitlines()]
+
+
+def skips_of(dst: Path) -> list[dict]:
+    return [json.loads(line) for line in (dst / "skips.jsonl").read_text().splitlines()]
+
+
+def shared_manifest(dataset: str) -> dict[str, dict]:
+    with open(SHARED / "manifest.csv", newline="") as f:
+        return {r["path"]: r for r in csv.DictReader(f) if r["dataset"] == dataset}
+
+
+def test_naming_schemes():
+    assert parse_ckplus("S005_001_00000011.png") == {"subject": "S005", "sequence": "001"}
+    assert parse_jaffe("KA.AN1.39.tiff") == {"subject": "KA", "label": "angry"}
+    assert parse_kdef("AF01ANS.JPG") == {"subject": "AF01", "label": "angry", "pose": "straight", "session": "A"}
+    assert parse_kdef("BM22SUHR.jpg")["pose"] == "half_right"
+    assert parse_jaffe("holiday.jpg") is None and parse_ckplus("S5_1.png") is None
+
+
+@pytest.mark.parametrize("name, dataset", [("ckplus48-dev", "ckplus48"), ("jaffe-dev", "jaffe")])
+def test_convert_keeps_labels_and_subjects(tmp_path, name, dataset):
+    paths = shared_set(name)
+    summary = convert(SHARED / name, tmp_path / "out", ConvertConfig())
+    truth = shared_manifest(dataset)
+    rows, skips = rows_of(tmp_path / "out"), skips_of(tmp_path / "out")
+    assert summary.inputs == len(paths) == len(rows) + len(skips)
+    for r in rows:
+        t = truth[f"{name}/{r['source']}"]
+        assert (r["label"], r["subject"]) == (t["label"], t["subject"])
+        img = mg.read_image(tmp_path / "out" / r["file_name"])
+        assert img.shape == mg.read_image(SHARED / name / r["source"]).shape
+    assert len(rows) >= 0.97 * len(paths)
+
+
+def test_fer2013_csv_and_folder_agree(tmp_path):
+    shared_set("fer2013-dev")
+    a = convert(SHARED / "fer2013-dev.csv", tmp_path / "csv", ConvertConfig(strategy="zero"))
+    b = convert(SHARED / "fer2013-dev", tmp_path / "folder", ConvertConfig(strategy="zero"))
+    assert a.inputs == b.inputs == 350
+    csv_rows = rows_of(tmp_path / "csv")
+    assert Counter(r["label"] for r in csv_rows) == Counter(r["label"] for r in rows_of(tmp_path / "folder"))
+    assert all(r["split"] == "train" and r["file_name"].startswith("train/") for r in csv_rows)
+    # the CSV's pixels decode to the same faces as the JPEGs: nearly the same detection rate
+    assert abs(a.outputs - b.outputs) <= 5
+
+
+def test_load_dataset_reads_labels(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    convert(EXAMPLES, tmp_path / "out", ConvertConfig(occlusion=True, keep_original=True))
+    ds = datasets.load_dataset("imagefolder", data_dir=str(tmp_path / "out"), split="train")
+    assert len(ds) == len(rows_of(tmp_path / "out")) == 6
+    assert sorted(set(ds["label"])) == ["happy", "neutral"]
+    assert ds[0]["image"].size[0] > 0
+
+
+def make_messy_folder(root: Path, astronaut: np.ndarray) -> dict[str, str]:
+    """Good images beside every kind of bad entry; returns the expected reason per bad entry."""
+    good = root / "happy"
+    good.mkdir(parents=True)
+    for i, size in enumerate((256, 128, 64)):
+        Image.fromarray(astronaut).resize((size, size)).save(good / f"good{i}.png")
+    bad = root / "sad"
+    bad.mkdir()
+    (bad / "empty.jpg").write_bytes(b"")
+    (bad / "notes.jpg").write_text("this is not an image")
+    (bad / "readme.txt").write_text("a stray text file")
+    buf = (good / "good0.png").read_bytes()
+    (bad / "truncated.png").write_bytes(buf[: len(buf) // 3])
+    Image.new("1", (10000, 10000)).save(bad / "huge.png")
+    Image.fromarray(np.full((10, 10), 128, np.uint8)).save(bad / "tiny.png")
+    Image.fromarray(np.full((96, 96, 3), 128, np.uint8)).save(bad / "blank.png")
+    os.symlink(bad / "loop.png", bad / "loop.png")
+    os.symlink(root, bad / "parent_link")
+    return {
+        "sad/empty.jpg": "unreadable",
+        "sad/notes.jpg": "unreadable",
+        "sad/readme.txt": "unreadable",
+        "sad/truncated.png": "unreadable",
+        "sad/huge.png": "too_large",
+        "sad/tiny.png": "too_small",
+        "sad/blank.png": "no_face",
+        "sad/loop.png": "unreadable",
+        "sad/parent_link": "unreadable",
+    }
+
+
+def test_bad_inputs_are_logged_with_reasons(tmp_path, astronaut):
+    expected = make_messy_folder(tmp_path / "src", astronaut)
+    summary = convert(tmp_path / "src", tmp_path / "dst", ConvertConfig())
+    rows, skips = rows_of(tmp_path / "dst"), skips_of(tmp_path / "dst")
+    assert sorted(r["source"] for r in rows) == ["happy/good0.png", "happy/good1.png", "happy/good2.png"]
+    assert {s["source"]: s["reason"] for s in skips} == expected
+    assert all(s["message"] and "\n" not in s["message"] for s in skips)
+    assert summary.inputs == 3 + len(expected)
+
+
+def test_destination_rules(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    mg.write_image(src / "a.png", mg.read_image(EXAMPLES / "happy" / "astronaut_48.png"))
+    with pytest.raises(DestinationError, match="inside the source"):
+        convert(src, src / "masked", ConvertConfig())
+    with pytest.raises(DestinationError, match="inside the source"):
+        convert(src, src, ConvertConfig())
+    convert(src, tmp_path / "dst", ConvertConfig(strategy="zero"))
+    with pytest.raises(DestinationError, match="another configuration \\(strategy"):
+        convert(src, tmp_path / "dst", ConvertConfig(strategy="overlay"))
+    convert(src, tmp_path / "dst", ConvertConfig(strategy="overlay"), overwrite=True)
+    assert rows_of(tmp_path / "dst")[0]["strategy"] == "overlay"
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "mine.txt").write_text("user data")
+    with pytest.raises(DestinationError, match="not made by maskgen"):
+        convert(src, tmp_path / "other", ConvertConfig())
+    assert sorted(p.name for p in src.iterdir()) == ["a.png"]  # nothing written into SRC
+
+
+def test_variants_sample_occlusion_size(tmp_path):
+    cfg = ConvertConfig(
+        types=("surgical", "cloth"), variants=2, occlusion=True, keep_original=True, size=(40, 40), out_format=".png"
+    )
+    convert(EXAMPLES, tmp_path / "v", cfg)
+    rows = rows_of(tmp_path / "v")
+    assert len(rows) == 6 * 4
+    assert Counter(r["mask_type"] for r in rows) == {"surgical": 12, "cloth": 12}
+    r = next(r for r in rows if r["source"] == "happy/astronaut.jpg" and r["variant"] == 3)
+    assert r["file_name"] == "happy/astronaut__cloth-1.png"
+    for suffix in ("", "_occlusion", "_original"):
+        img = mg.read_image(tmp_path / "v" / f"happy/astronaut__cloth-1{suffix}.png")
+        assert img.shape[:2] == (40, 40)
+    convert(EXAMPLES, tmp_path / "s", ConvertConfig(types=("all",) and ("surgical", "cloth", "kn95"), sample=6))
+    rows = rows_of(tmp_path / "s")
+    assert len(rows) == 6 and Counter(r["label"] for r in rows) == {"happy": 3, "neutral": 3}
+    assert Counter(s["reason"] for s in skips_of(tmp_path / "s")) == {"not_sampled": 12}
+
+
+def test_dedup(tmp_path, astronaut):
+    src = tmp_path / "src" / "happy"
+    src.mkdir(parents=True)
+    Image.fromarray(astronaut).save(src / "a.png")
+    Image.fromarray(astronaut).save(src / "b_copy.png")
+    Image.fromarray(astronaut).save(src / "c_reencoded.jpg", quality=85)
+    Image.fromarray(astronaut[:, ::-1]).save(src / "d_mirrored.png")  # a different image: kept
+    convert(tmp_path / "src", tmp_path / "dst", ConvertConfig(dedup=True))
+    assert sorted(r["source"] for r in rows_of(tmp_path / "dst")) == ["happy/a.png", "happy/d_mirrored.png"]
+    reasons = {s["source"]: s["message"] for s in skips_of(tmp_path / "dst") if s["reason"] == "duplicate"}
+    assert set(reasons) == {"happy/b_copy.png", "happy/c_reencoded.jpg"}
+    assert "same bytes" in reasons["happy/b_copy.png"] and "perceptual" in reasons["happy/c_reencoded.jpg"]
+
+
+def test_jobs_do_not_change_results(tmp_path):
+    shared_set("ckplus48-dev")
+    convert(SHARED / "ckplus48-dev", tmp_path / "j1", ConvertConfig(), jobs=1)
+    convert(SHARED / "ckplus48-dev", tmp_path / "j2", ConvertConfig(), jobs=2)
+    assert (tmp_path / "j1" / "manifest.jsonl").read_bytes() == (tmp_path / "j2" / "manifest.jsonl").read_bytes()
+    for r in rows_of(tmp_path / "j1")[::10]:
+        assert (tmp_path / "j1" / r["file_name"]).read_bytes() == (tmp_path / "j2" / r["file_name"]).read_bytes()
+
+
+def test_dask_local_cluster(tmp_path):
+    pytest.importorskip("dask.distributed")
+    convert(EXAMPLES, tmp_path / "local", ConvertConfig())
+    convert(EXAMPLES, tmp_path / "dask", ConvertConfig(), executor="dask")
+    assert (tmp_path / "local" / "metadata.csv").read_bytes() == (tmp_path / "dask" / "metadata.csv").read_bytes()
+
+
+@pytest.mark.slow
+def test_kill_and_resume_equals_uninterrupted(tmp_path):
+    src = SHARED / "fer2013-dev"
+    shared_set("fer2013-dev")
+    cmd = [
+        sys.executable,
+        "-m",
+        "maskgen",
+        "convert",
+        str(src),
+        "--quiet",
+        "--types",
+        "random",
+        "--color",
+        "random",
+    ]
+    done = subprocess.run([*cmd, str(tmp_path / "full")], check=True, capture_output=True, text=True)
+    assert "350 inputs" in done.stdout
+    assert len(rows_of(tmp_path / "full")) > 300
+    proc = subprocess.Popen([*cmd, str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = tmp_path / "killed" / "manifest.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and (not manifest.exists() or manifest.read_text().count("\n") < 100):
+        assert proc.poll() is None, "the conversion ended before it could be killed"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = manifest.read_text().count("\n")
+    assert 0 < done_before < 350 and not (tmp_path / "killed" / "metadata.csv").exists()
+    out = subprocess.run([*cmd, str(tmp_path / "killed")], check=True, capture_output=True, text=True)
+    assert "already done" in out.stdout
+    for name in ("manifest.jsonl", "skips.jsonl", "metadata.csv"):
+        assert (tmp_path / "full" / name).read_bytes() == (tmp_path / "killed" / name).read_bytes(), name
+    for r in rows_of(tmp_path / "full"):
+        assert (tmp_path / "full" / r["file_name"]).read_bytes() == (tmp_path / "killed" / r["file_name"]).read_bytes()
+    assert not list((tmp_path / "killed").rglob("*.part"))  # no half-written files
+
+
+def test_cli_convert_split_stats(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(main, ["convert", str(EXAMPLES), str(tmp_path / "d"), "--types", "all", "-q"])
+    assert res.exit_code == 0, res.output
+    assert "6 inputs -> 42 outputs" in res.output
+    res = runner.invoke(main, ["split", str(tmp_path / "d"), "--ratios", "0.5,0.5"])
+    assert res.exit_code == 0 and "no subject ids" in res.output
+    rows = rows_of(tmp_path / "d")
+    by_source = {}
+    for r in rows:
+        by_source.setdefault(r["source"], set()).add(r["split"])
+    assert all(len(v) == 1 for v in by_source.values())  # variants of one input never straddle splits
+    res = runner.invoke(main, ["stats", str(tmp_path / "d")])
+    assert res.exit_code == 0 and "kn95" in res.output
+    assert mg.read_image(tmp_path / "d" / "stats.png").shape[1] == 900
+    res = runner.invoke(main, ["convert", str(EXAMPLES), str(EXAMPLES / "out")])
+    assert res.exit_code == 1 and "inside the source" in res.output and "Traceback" not in res.output
