@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/maskgen detect examples/faces/*/* --draw $(OUT)/detections
-	@echo "Wrote $(OUT)/"
+	$(VENV)/bin/maskgen convert examples/faces $(OUT)/masked --types random --color random --occlusion --overwrite
+	$(VENV)/bin/maskgen preview examples/faces -o $(OUT)/preview.png --strategy all
+	$(VENV)/bin/maskgen stats $(OUT)/masked
+	@echo "Masked dataset: $(OUT)/masked (metadata.csv, manifest.jsonl, skips.jsonl); contact sheet: $(OUT)/preview.png"
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -27,6 +29,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/detect_rates.py
+	$(PY) bench/strategies.py
+	$(PY) bench/deploy_rate.py
+	$(PY) bench/convert.py
 
 clean:
 	rm -rf $(VENV) out build dist

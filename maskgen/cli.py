@@ -310,7 +310,13 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
 @click.option("--dedup", is_flag=True, help="Skip exact and perceptual-hash near duplicates (reason: duplicate).")
 @click.option("--min-size", default=16, show_default=True, help="Skip inputs smaller than this (reason: too_small).")
 @click.option("--seed", default=0, show_default=True, help="Run seed; each item's seed derives from it and its path.")
-@click.option("-j", "--jobs", default=1, show_default=True, help="Worker processes (results do not depend on it).")
+@click.option(
+    "-j",
+    "--jobs",
+    default=0,
+    show_default=True,
+    help="Cores to use, one worker process each; 0 = all (results do not depend on it).",
+)
 @click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True)
 @click.option("--scheduler", default=None, help="Dask scheduler address (with --executor dask; default: in-process).")
 @click.option("--overwrite", is_flag=True, help="Replace a DST made with another configuration.")

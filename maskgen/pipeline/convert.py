@@ -4,10 +4,12 @@ every output and skip, resume after any interruption, and leave DST sorted and c
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,9 +84,19 @@ def _chunks(it: Iterator[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
-def _local_executor(jobs: int):
-    if jobs <= 1:
-        return None
+@contextmanager
+def single_threaded_opencv() -> Iterator[None]:
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
+
+
+def _local_executor(jobs: int) -> ProcessPoolExecutor:
     import multiprocessing as mp
 
     return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init)
@@ -110,16 +122,22 @@ def convert(
     progress: Callable[[int], None] | None = None,
     total_callback: Callable[[int], None] | None = None,
 ) -> Summary:
-    """Convert SRC into DST; safe to interrupt and run again with the same arguments."""
+    """Convert SRC into DST; safe to interrupt and run again with the same arguments.
+
+    `jobs` is the number of cores to use (0: all); results do not depend on it.
+    """
+    if jobs <= 0:
+        jobs = os.cpu_count() or 1
     check_paths(src, dst)
     prepare_destination(src, dst, cfg, overwrite)
     journal = mf.Journal(dst)
-    rows, skips = journal.load()
+    pairs, whole = journal.done()
     planned = {v for v, _ in cfg.plan()}
     done_variants: dict[str, set[int]] = {}
-    for r in rows + [s for s in skips if s["variant"] >= 0]:
-        done_variants.setdefault(r["source"], set()).add(r["variant"])
-    done = {k for k, v in done_variants.items() if v >= planned} | {s["source"] for s in skips if s["variant"] < 0}
+    for source, variant in pairs:
+        done_variants.setdefault(source, set()).add(variant)
+    done = {k for k, v in done_variants.items() if v >= planned} | whole
+    del pairs, done_variants
     summary = Summary(resumed=len(done))
 
     def records() -> Iterator[Record]:
@@ -144,29 +162,24 @@ def convert(
         for ev in events:
             kind = ev.pop("kind")
             (journal.output if kind == "output" else journal.skip)(ev)
-            (rows if kind == "output" else skips).append(ev)
         if progress is not None:
             progress(len({e["source"] for e in events}))
 
     with journal:
         if executor == "dask":
             _run_dask(todo, cfg, dst, sub_excluded, handle, scheduler)
+        elif jobs <= 1:
+            with single_threaded_opencv():  # --jobs N means N cores
+                for chunk in _chunks(todo, CHUNK):
+                    handle(run_chunk(chunk, cfg, str(dst), _subset(sub_excluded, chunk, cfg)))
         else:
             pool = _local_executor(jobs)
             try:
-                if pool is None:
-                    for chunk in _chunks(todo, CHUNK):
-                        handle(run_chunk(chunk, cfg, str(dst), _subset(sub_excluded, chunk, cfg)))
-                else:
-                    _run_pool(pool, todo, cfg, dst, sub_excluded, handle, jobs)
+                _run_pool(pool, todo, cfg, dst, sub_excluded, handle, jobs)
             finally:
-                if pool is not None:
-                    pool.shutdown(wait=True, cancel_futures=True)
-    rows = list({r["file_name"]: r for r in rows}.values())
-    skips = list({(s["source"], s["variant"]): s for s in skips}.values())
-    summary.outputs, _ = mf.finalize(dst, rows, skips)
-    summary.skipped = Counter(s["reason"] for s in skips)
-    summary.inputs = len({r["source"] for r in rows} | {s["source"] for s in skips})
+                pool.shutdown(wait=True, cancel_futures=True)
+    totals = mf.finalize(dst)
+    summary.outputs, summary.skipped, summary.inputs = totals.outputs, totals.skipped, totals.inputs
     summary.complete = True
     return summary
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +42,25 @@ METADATA_COLUMNS = [
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
+    """All rows of a (small) JSONL file; a torn last line is ignored."""
+    return [row for _, _, row in _scan(path)]
+
+
+def _scan(path: Path) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """(byte offset, length, row) for each complete line; stops at a line cut by a crash."""
     if not path.exists():
-        return rows
-    with open(path, encoding="utf-8") as f:
+        return
+    with open(path, "rb") as f:
+        offset = 0
         for line in f:
+            if not line.endswith(b"\n"):
+                return
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
-                break  # a line cut by a crash: everything after it is redone
-    return rows
+                return
+            yield offset, len(line), row
+            offset += len(line)
 
 
 class Journal:
@@ -58,15 +70,26 @@ class Journal:
         self.dst = dst
         self.manifest_path = dst / MANIFEST
         self.skips_path = dst / SKIPS
-        self._files: list[io.TextIOWrapper] = []
 
-    def load(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Rows already recorded (a resumed run), with any torn last line removed from disk."""
-        rows, skips = _read_jsonl(self.manifest_path), _read_jsonl(self.skips_path)
-        for path, kept in ((self.manifest_path, rows), (self.skips_path, skips)):
-            if path.exists():
-                write_bytes_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept).encode())
-        return rows, skips
+    def done(self) -> tuple[set[tuple[str, int]], set[str]]:
+        """What a resumed run need not redo: (source, variant) pairs recorded, and sources skipped whole.
+
+        Cuts any torn last line off the files first, so new rows start on a fresh line.
+        """
+        pairs: set[tuple[str, int]] = set()
+        whole: set[str] = set()
+        for path in (self.manifest_path, self.skips_path):
+            good = 0
+            for offset, length, row in _scan(path):
+                good = offset + length
+                if row.get("variant", -1) < 0:
+                    whole.add(row["source"])
+                else:
+                    pairs.add((row["source"], row["variant"]))
+            if path.exists() and good != path.stat().st_size:
+                with open(path, "r+b") as f:
+                    f.truncate(good)
+        return pairs, whole
 
     def __enter__(self) -> Journal:
         self.dst.mkdir(parents=True, exist_ok=True)
@@ -78,9 +101,10 @@ class Journal:
         self._manifest.close()
         self._skips.close()
 
-    def _append(self, f: io.TextIOWrapper, row: dict[str, Any]) -> None:
+    @staticmethod
+    def _append(f: io.TextIOWrapper, row: dict[str, Any]) -> None:
         f.write(json.dumps(row, sort_keys=True) + "\n")
-        f.flush()
+        f.flush()  # a killed run loses at most the line being written
 
     def output(self, row: dict[str, Any]) -> None:
         self._append(self._manifest, row)
@@ -95,18 +119,60 @@ def metadata_row(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def finalize(dst: Path, rows: Iterable[dict[str, Any]], skips: Iterable[dict[str, Any]]) -> tuple[int, int]:
-    """Rewrite manifest and skips sorted, and write metadata.csv from the manifest (all atomically)."""
-    rows = sorted(rows, key=lambda r: r["file_name"])
-    skips = sorted(skips, key=lambda r: (r["source"], r.get("variant", -1)))
-    write_bytes_atomic(dst / MANIFEST, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
-    write_bytes_atomic(dst / SKIPS, "".join(json.dumps(r, sort_keys=True) + "\n" for r in skips).encode())
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=METADATA_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(metadata_row(r) for r in rows)
-    write_bytes_atomic(dst / METADATA, buf.getvalue().encode())
-    return len(rows), len(skips)
+@dataclass
+class Totals:
+    outputs: int = 0
+    inputs: int = 0
+    skipped: Counter = field(default_factory=Counter)
+
+
+def _sorted_rewrite(
+    path: Path, key: Callable[[dict[str, Any]], Any], each: Callable[[dict], None] | None = None
+) -> None:
+    """Rewrite a JSONL file sorted by `key`, keeping the last row per key; memory: one small index entry per row."""
+    index: dict[Any, int] = {}
+    for offset, _, row in _scan(path):
+        index[key(row)] = offset
+    tmp = path.with_name(path.name + ".sorted.part")
+    with open(path, "rb") as src, open(tmp, "wb") as out:
+        for k in sorted(index):
+            src.seek(index[k])
+            line = src.readline()
+            out.write(line)
+            if each is not None:
+                each(json.loads(line))
+    os.replace(tmp, path)
+
+
+def finalize(dst: Path) -> Totals:
+    """Sort manifest and skips, drop rows repeated by a resumed run, and write metadata.csv (streaming)."""
+    totals = Totals()
+    sources: set[str] = set()
+    meta_tmp = dst / (METADATA + ".part")
+    for path in (dst / MANIFEST, dst / SKIPS):
+        path.touch()
+    with open(meta_tmp, "w", newline="", encoding="utf-8") as meta:
+        writer = csv.DictWriter(meta, fieldnames=METADATA_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+
+        def on_row(row: dict) -> None:
+            writer.writerow(metadata_row(row))
+            totals.outputs += 1
+            sources.add(row["source"])
+
+        def on_skip(row: dict) -> None:
+            totals.skipped[row["reason"]] += 1
+            sources.add(row["source"])
+
+        _sorted_rewrite(dst / MANIFEST, lambda r: r["file_name"], on_row)
+        _sorted_rewrite(dst / SKIPS, lambda r: (r["source"], r.get("variant", -1)), on_skip)
+    os.replace(meta_tmp, dst / METADATA)
+    totals.inputs = len(sources)
+    return totals
+
+
+def write_rows(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    write_bytes_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
 
 
 def read_metadata(dst: Path) -> list[dict[str, str]]:

@@ -83,7 +83,8 @@ def split_dataset(
     chosen = assign(groups, ratios, seed)
     for r in rows:
         r["split"] = chosen[group_of(r)]
-    mf.finalize(dst, rows, mf._read_jsonl(dst / mf.SKIPS))
+    mf.write_rows(dst / mf.MANIFEST, rows)
+    mf.finalize(dst)
     empty = [s for s, r in zip(SPLIT_NAMES, ratios, strict=False) if r > 0 and s not in set(chosen.values())]
     if empty:
         note = (note + "; " if note else "") + f"only {len(groups)} groups: {', '.join(empty)} left empty"

@@ -1,0 +1,82 @@
+"""`convert` at scale: images/s with --jobs 1 and --jobs 2 (target >= 1.7x), and peak memory converting
+1k vs 10k generated items (target: within 10%, i.e. memory flat in dataset size).
+
+Items are FER-style 48x48 crops of the public-domain astronaut, each shifted, scaled and relit
+differently so that no two are alike. Each conversion runs in a fresh process; peak RSS is that
+process tree's maximum resident set. Usage: python bench/convert.py [--small 1000 --large 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+from skimage import data
+
+import maskgen as mg
+
+LABELS = ("angry", "happy", "neutral", "sad")
+
+
+def generate(root: Path, n: int, seed: int = 0) -> None:
+    photo = data.astronaut()
+    x0, y0, x1, y1 = mg.detect(photo).largest().xyxy[0]
+    side = 1.1 * max(x1 - x0, y1 - y0)  # framed like FER2013: the face box fills the crop
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 + 0.05 * side
+    gray = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        angle, scale = rng.uniform(-12, 12), 48 / side * rng.uniform(0.92, 1.08)
+        centre = (cx + rng.uniform(-4, 4), cy + rng.uniform(-4, 4))
+        m = cv2.getRotationMatrix2D(centre, angle, scale)  # keeps `centre` in place ...
+        m[:, 2] += np.array([24.0, 24.0]) - np.array(centre)  # ... then moves it to the crop's middle
+        img = cv2.warpAffine(gray, m, (48, 48), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+        img = img.astype(np.float32)
+        img = np.clip(img * rng.uniform(0.7, 1.3) + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+        mg.write_image(root / LABELS[i % len(LABELS)] / f"item{i:06d}.png", img)
+
+
+def run(src: Path, dst: Path, jobs: int) -> tuple[float, float]:
+    """(seconds, peak RSS MiB) of one `maskgen convert` in a fresh process."""
+    code = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        f"subprocess.run([sys.executable, '-m', 'maskgen', 'convert', {str(src)!r}, {str(dst)!r}, "
+        f"'--jobs', '{jobs}', '--quiet'], check=True, stdout=subprocess.DEVNULL); "
+        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    return float(out[0]), float(out[1]) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--speed", type=int, default=4000, help="items for the --jobs 1 vs 2 comparison")
+    ap.add_argument("--small", type=int, default=1000)
+    ap.add_argument("--large", type=int, default=10000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        generate(root / "speed", args.speed, seed=2)
+        generate(root / "small", args.small)
+        generate(root / "large", args.large, seed=1)
+        t1, _ = run(root / "speed", root / "o1", 1)
+        t2, _ = run(root / "speed", root / "o2", 2)
+        _, m_small = run(root / "small", root / "o3", 1)
+        _, m_large = run(root / "large", root / "o4", 1)
+    r1, r2 = args.speed / t1, args.speed / t2
+    print(f"{'run':<28} {'figure':>12}")
+    print(f"{f'--jobs 1 ({args.speed} items)':<28} {r1:>8.0f} img/s")
+    print(f"{'--jobs 2':<28} {r2:>8.0f} img/s")
+    print(f"{'speed-up (target >= 1.7x)':<28} {r2 / r1:>10.2f}x")
+    print(f"{f'peak RSS, {args.small} items':<28} {m_small:>8.0f} MiB")
+    print(f"{f'peak RSS, {args.large} items':<28} {m_large:>8.0f} MiB")
+    print(f"{'RSS ratio (target <= 1.10)':<28} {m_large / m_small:>10.2f}x")
+
+
+if __name__ == "__main__":
+    main()
