@@ -7,11 +7,15 @@
     res.image, res.occlusion, res.params            # same size/mode as img; 0/255 map; replayable params
     mg.write_image("out.jpg", res.image)            # atomic
 
+For training loops: maskgen.transforms.MaskFaces (DataLoaders), HFMask (Hugging Face datasets) and
+mg.precompute_faces (detect once, mask every epoch).
+
 Registries: mg.DETECTORS, mg.STRATEGIES, mg.MASK_TYPES (`.names()`); `maskgen list` on the CLI.
 """
 
 from .detectors import DETECTORS, detect
 from .errors import MaskgenError
+from .facecache import FaceCache, precompute_faces
 from .io import read_image, write_image
 from .strategies import STRATEGIES, mask
 from .templates import MASK_TYPES
@@ -20,6 +24,7 @@ from .types import Faces, MaskResult
 __version__ = "0.1.0"
 __all__ = [
     "DETECTORS",
+    "FaceCache",
     "MASK_TYPES",
     "STRATEGIES",
     "Faces",
@@ -27,6 +32,7 @@ __all__ = [
     "MaskgenError",
     "detect",
     "mask",
+    "precompute_faces",
     "read_image",
     "write_image",
 ]

@@ -116,14 +116,15 @@ def fit_68_from_5(points5: np.ndarray, blend: float = 0.5) -> np.ndarray:
 def face_axes(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Eye centre, unit 'down' vector (eyes -> mouth, perpendicular to the eye line) and unit 'right' vector."""
     lm = np.asarray(lm, dtype=np.float64)
-    le, re = lm[LEFT_EYE].mean(0), lm[RIGHT_EYE].mean(0)
+    le, re = lm[36:42].mean(0), lm[42:48].mean(0)  # slices: this runs once per masked face
     right = re - le
-    n = np.linalg.norm(right)
+    n = float(np.hypot(right[0], right[1]))
     right = right / n if n > 0 else np.array([1.0, 0.0])
     down = np.array([-right[1], right[0]])
-    if np.dot(lm[MOUTH].mean(0) - (le + re) / 2, down) < 0:
+    eyes = (le + re) / 2
+    if np.dot(lm[48:68].mean(0) - eyes, down) < 0:
         down = -down
-    return (le + re) / 2, down, right
+    return eyes, down, right
 
 
 def landmarks_are_sane(lm: np.ndarray, width: int, height: int, tol: float = 0.02) -> bool:

@@ -59,13 +59,15 @@ def anchor_names() -> list[str]:
     return list(ANCHORS) + [f"ring_{n}" for n in RING]
 
 
+_ANCHOR_IDX = np.array(list(ANCHORS.values()))
+_RING_IDX = np.array([ANCHORS[n] for n in RING])
+
+
 def anchors_from_landmarks(lm: np.ndarray) -> np.ndarray:
     """All anchor points (in `anchor_names()` order) computed from 68 landmarks."""
     lm = np.asarray(lm, dtype=np.float64)
-    pts = [lm[i] for i in ANCHORS.values()]
     c = lm[RING_CENTRE]
-    pts += [c + RING_FACTOR * (lm[ANCHORS[n]] - c) for n in RING]
-    return np.array(pts)
+    return np.concatenate([lm[_ANCHOR_IDX], c + RING_FACTOR * (lm[_RING_IDX] - c)])
 
 
 def frame_landmarks() -> np.ndarray:
@@ -102,6 +104,11 @@ class Template:
     description: str
 
     @property
+    def anchor_pinv(self) -> np.ndarray:
+        """Pseudo-inverse of [anchors, 1]: the least-squares affine onto any points is one product."""
+        return _pinv(self.name)
+
+    @property
     def jaw_width(self) -> float:
         """Distance between the outermost jaw anchors, in frame pixels."""
         names = anchor_names()
@@ -118,6 +125,12 @@ class Template:
 
 
 MASK_TYPES: Registry[Template] = Registry("mask type")
+
+
+@cache
+def _pinv(name: str) -> np.ndarray:
+    a = load_template(name).anchors
+    return np.linalg.pinv(np.hstack([a, np.ones((len(a), 1))]))
 
 
 def _template_dir() -> Path:

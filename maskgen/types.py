@@ -82,7 +82,7 @@ class Faces:
 
     def largest(self) -> Faces:
         """The single largest face (by box area); empty stays empty."""
-        if len(self) == 0:
+        if len(self) <= 1:
             return self
         return self[int(np.argmax(self.area))]
 

@@ -155,7 +155,7 @@ def test_variants_sample_occlusion_size(tmp_path):
     for suffix in ("", "_occlusion", "_original"):
         img = mg.read_image(tmp_path / "v" / f"happy/astronaut__cloth-1{suffix}.png")
         assert img.shape[:2] == (40, 40)
-    convert(EXAMPLES, tmp_path / "s", ConvertConfig(types=("all",) and ("surgical", "cloth", "kn95"), sample=6))
+    convert(EXAMPLES, tmp_path / "s", ConvertConfig(types=("surgical", "cloth", "kn95"), sample=6))
     rows = rows_of(tmp_path / "s")
     assert len(rows) == 6 and Counter(r["label"] for r in rows) == {"happy": 3, "neutral": 3}
     assert Counter(s["reason"] for s in skips_of(tmp_path / "s")) == {"not_sampled": 12}

@@ -83,28 +83,32 @@ def composite(
     occ = alpha >= ALPHA_EPS
     out = image.copy()
     occlusion = np.zeros(image.shape[:2], np.uint8)
-    rows, cols = occ.any(1), occ.any(0)
+    rows = occ.any(1)
     if not rows.any():
         return out, occlusion
+    cols = occ.any(0)
     y0, y1 = int(rows.argmax()), len(rows) - int(rows[::-1].argmax())
     x0, x1 = int(cols.argmax()), len(cols) - int(cols[::-1].argmax())
-    a = np.where(occ[y0:y1, x0:x1], alpha[y0:y1, x0:x1], 0).astype(np.float32)[..., None]
+    box_occ = occ[y0:y1, x0:x1]
+    a = (alpha[y0:y1, x0:x1] * box_occ)[..., None]
+    colour_ch = 1 if channels_of(image) in (1, 2) else 3
+    scale = np.float32(max_value(image.dtype) / 255.0)
+    fill = np.asarray(fill, dtype=np.float32)
+    if fill.ndim == 3 and fill.shape[:2] != (1, 1):
+        fill = fill[y0:y1, x0:x1]
+    f = to_channels(fill, colour_ch) * scale
     ox, oy = offset
-    ch = channels_of(image)
-    colour_ch = 1 if ch in (1, 2) else 3
-    f = np.broadcast_to(np.asarray(fill, dtype=np.float32), (*alpha.shape, 3))[y0:y1, x0:x1]
-    f = to_channels(f, colour_ch) * (max_value(image.dtype) / 255.0)
     view = out[oy + y0 : oy + y1, ox + x0 : ox + x1]
-    src = view.reshape(*view.shape[:2], -1)[..., :colour_ch].astype(np.float32)
-    blended = src * (1 - a) + f * a
+    src = (view[..., None] if image.ndim == 2 else view[..., :colour_ch]).astype(np.float32)
+    blended = src + (f - src) * a
     if np.issubdtype(image.dtype, np.integer):
-        blended = np.clip(np.rint(blended), 0, max_value(image.dtype))
-    blended = blended.astype(image.dtype)
+        np.rint(blended, out=blended)
+        np.clip(blended, 0, max_value(image.dtype), out=blended)
     if image.ndim == 2:
         view[...] = blended[..., 0]
     else:
         view[..., :colour_ch] = blended
-    occlusion[oy : oy + alpha.shape[0], ox : ox + alpha.shape[1]][occ] = 255
+    occlusion[oy + y0 : oy + y1, ox + x0 : ox + x1][box_occ] = 255
     return out, occlusion
 
 
@@ -140,6 +144,43 @@ def fill_image(
     return np.array(parse_colour(fill), dtype=np.float32).reshape(1, 1, 3)
 
 
+def _dst_box(dst_pts: np.ndarray, out_shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    h, w = out_shape
+    x0 = max(int(np.floor(dst_pts[:, 0].min())), 0)
+    y0 = max(int(np.floor(dst_pts[:, 1].min())), 0)
+    x1 = min(int(np.ceil(dst_pts[:, 0].max())) + 1, w)
+    y1 = min(int(np.ceil(dst_pts[:, 1].max())) + 1, h)
+    return x0, y0, x1, y1
+
+
+def fit_warp(
+    src: np.ndarray,
+    src_pts: np.ndarray,
+    dst_pts: np.ndarray,
+    triangles: np.ndarray,
+    out_shape: tuple[int, int],
+    tol: float = 0.05,
+    pinv: np.ndarray | None = None,
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Warp `src` so its anchor points land on `dst_pts`: one affine when that is exact, else piecewise.
+
+    Landmarks fitted from five points (and the prior) are an affine image of the mean face, as are the
+    template anchors, so for them the piecewise warp equals a single affine and costs one warpAffine.
+    `pinv` (the pseudo-inverse of [src_pts, 1]) may be given to skip the least-squares solve.
+    """
+    a = np.hstack([src_pts, np.ones((len(src_pts), 1))])
+    m = (pinv if pinv is not None else np.linalg.pinv(a)) @ dst_pts
+    if np.abs(a @ m - dst_pts).max() > tol:
+        return piecewise_affine_warp(src, src_pts, dst_pts, triangles, out_shape)
+    x0, y0, x1, y1 = _dst_box(dst_pts, out_shape)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((0, 0, src.shape[2]), np.float32), (0, 0)
+    fwd = m.T.astype(np.float64)
+    fwd[:, 2] -= (x0, y0)
+    patch = cv2.warpAffine(src, fwd, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return (patch[..., None] if patch.ndim == 2 else patch), (x0, y0)
+
+
 def piecewise_affine_warp(
     src: np.ndarray, src_pts: np.ndarray, dst_pts: np.ndarray, triangles: np.ndarray, out_shape: tuple[int, int]
 ) -> tuple[np.ndarray, tuple[int, int]]:
@@ -148,11 +189,7 @@ def piecewise_affine_warp(
     Only the destination's bounding box (clipped to the frame) is computed; returns the warped
     patch and its (x0, y0) offset in the output. One remap over an inverse map built per pixel.
     """
-    h, w = out_shape
-    x0 = max(int(np.floor(dst_pts[:, 0].min())), 0)
-    y0 = max(int(np.floor(dst_pts[:, 1].min())), 0)
-    x1 = min(int(np.ceil(dst_pts[:, 0].max())) + 1, w)
-    y1 = min(int(np.ceil(dst_pts[:, 1].max())) + 1, h)
+    x0, y0, x1, y1 = _dst_box(dst_pts, out_shape)
     if x1 <= x0 or y1 <= y0:
         return np.zeros((0, 0, src.shape[2]), np.float32), (0, 0)
     ph, pw = y1 - y0, x1 - x0

@@ -21,10 +21,10 @@ DEFAULT_WEIGHTS = {"surgical": 3, "cloth": 2, "n95": 1, "kn95": 2, "gas": 0.5, "
 
 def _choose(rng: np.random.Generator, weights: dict[str, float]) -> str:
     names = list(weights)
-    p = np.array([float(weights[n]) for n in names])
-    if p.sum() <= 0 or (p < 0).any():
+    cum = np.cumsum([float(weights[n]) for n in names])
+    if cum[-1] <= 0 or any(float(w) < 0 for w in weights.values()):
         raise BadParameter("type weights must be non-negative and not all zero")
-    return names[int(rng.choice(len(names), p=p / p.sum()))]
+    return names[min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), len(names) - 1)]
 
 
 def pattern_layer(kind: str, shape: tuple[int, int], period: float, seed: int) -> np.ndarray:
@@ -151,7 +151,9 @@ class Overlay:
             dst = c + p["scale"] * (dst - c) + np.array(p["offset"]) * size
             k = tpl.level_index(size / tpl.jaw_width * 1.6)
             layer = styled_level(tpl.name, k, *key)
-            patch, offset = F.piecewise_affine_warp(layer, tpl.anchors * 0.5**k, dst, tpl.triangles, (h, w))
+            lscale = 0.5**k
+            pinv = tpl.anchor_pinv * np.array([[1 / lscale], [1 / lscale], [1.0]])  # anchors scaled to level k
+            patch, offset = F.fit_warp(layer, tpl.anchors * lscale, dst, tpl.triangles, (h, w), pinv=pinv)
             if patch.size == 0:
                 continue
             a = np.clip(patch[..., 3], 0, 1)

@@ -73,7 +73,6 @@ class Zero:
     def apply(
         self, image: np.ndarray, faces: Faces, ratio: float, fill: Any, extent: str, noise_seed: int | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        alpha = np.zeros(image.shape[:2], np.float32)
-        for lm in faces.landmarks:
-            alpha = np.maximum(alpha, region_alpha(image.shape[:2], lm, ratio, extent))
+        alphas = [region_alpha(image.shape[:2], lm, ratio, extent) for lm in faces.landmarks]
+        alpha = alphas[0] if len(alphas) == 1 else np.maximum.reduce(alphas)
         return F.composite(image, alpha, F.fill_image(image, fill, noise_seed))

@@ -1,0 +1,130 @@
+"""A face cache for training-time masking: detect once, store boxes and landmarks keyed by image content.
+
+`precompute_faces(paths_or_dataset, "faces.npz")` runs the detector over a dataset (in batches) and
+writes a compressed .npz; `FaceCache.load` reads it and `MaskFaces(faces=cache)` then skips detection.
+Keys are a hash of the image's RGB uint8 content, so a path, an array, a PIL image or a ToTensor()
+tensor of the same picture all find the same entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .detectors import detect_batch
+from .errors import BadParameter
+from .io import IMAGE_SUFFIXES, as_rgb, read_image, write_bytes_atomic
+from .types import Faces
+
+
+def content_key(image: np.ndarray) -> str:
+    """Hash of the image as RGB uint8 (so gray/RGB, float [0,1] and uint8 copies agree)."""
+    rgb = np.ascontiguousarray(as_rgb(image))
+    return hashlib.blake2b(rgb.tobytes() + str(rgb.shape).encode(), digest_size=16).hexdigest()
+
+
+class FaceCache:
+    """Faces per image content key; `get` returns None for an image that is not in the cache."""
+
+    def __init__(self, entries: dict[str, Faces], paths: dict[str, str] | None = None) -> None:
+        self._entries = entries
+        self.paths = paths or {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, image: np.ndarray) -> Faces | None:
+        faces = self._entries.get(content_key(image))
+        if faces is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return faces
+
+    def save(self, path: str | os.PathLike) -> Path:
+        keys = sorted(self._entries)
+        faces = [self._entries[k] for k in keys]
+        counts = np.array([len(f) for f in faces], np.int32)
+        cat = Faces.concat([f for f in faces if len(f)]) if counts.sum() else Faces.empty()
+        import io
+
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf,
+            keys=np.array(keys),
+            paths=np.array([self.paths.get(k, "") for k in keys]),
+            counts=counts,
+            xyxy=cat.xyxy,
+            score=cat.score,
+            landmarks=cat.landmarks,
+            landmark_source=np.array(cat.landmark_source, dtype=str),
+            detector=np.array([f.detector for f in faces]),
+        )
+        write_bytes_atomic(path, buf.getvalue())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> FaceCache:
+        if not Path(path).exists():
+            raise BadParameter(f"{path}: no face cache there; make one with maskgen.precompute_faces")
+        z = np.load(path, allow_pickle=False)
+        ends = np.cumsum(z["counts"])
+        starts = ends - z["counts"]
+        entries = {}
+        for k, a, b, det in zip(z["keys"], starts, ends, z["detector"], strict=True):
+            entries[str(k)] = Faces(
+                z["xyxy"][a:b], z["score"][a:b], z["landmarks"][a:b], z["landmark_source"][a:b].astype(object), str(det)
+            )
+        return cls(entries, {str(k): str(p) for k, p in zip(z["keys"], z["paths"], strict=True) if p})
+
+
+def _iter_images(source: Any) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, image) from a folder, a list of paths or arrays, or a Hugging Face dataset with an image column."""
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+        source = sorted(p for p in Path(source).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if hasattr(source, "column_names") and "image" in getattr(source, "column_names", []):
+        for i, row in enumerate(source):
+            yield f"#{i}", np.asarray(row["image"])
+        return
+    for i, item in enumerate(source):
+        if isinstance(item, (str, os.PathLike)):
+            yield str(item), read_image(item)
+        else:
+            yield f"#{i}", np.asarray(item)
+
+
+def precompute_faces(
+    source: Iterable[Any] | str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    detector: str = "mtcnn",
+    fallback: str | None = "aligned",
+    batch: int = 64,
+    progress: bool = False,
+) -> FaceCache:
+    """Detect faces once for a dataset (folder, paths, arrays or an HF dataset); save to `out` if given."""
+    from tqdm import tqdm
+
+    entries: dict[str, Faces] = {}
+    paths: dict[str, str] = {}
+    items = _iter_images(source)
+    bar = tqdm(unit="img", disable=not progress, desc="faces")
+    while chunk := [x for _, x in zip(range(batch), items, strict=False)]:
+        faces = detect_batch([img for _, img in chunk], detector=detector, fallback=fallback)
+        for (name, img), f in zip(chunk, faces, strict=True):
+            key = content_key(img)
+            entries[key] = f
+            if not name.startswith("#"):
+                paths[key] = name
+        bar.update(len(chunk))
+    bar.close()
+    cache = FaceCache(entries, paths)
+    if out is not None:
+        cache.save(out)
+    return cache

@@ -1,0 +1,160 @@
+"""On-the-fly masking for training loops: torch DataLoaders and Hugging Face datasets.
+
+    from maskgen.transforms import MaskFaces
+    tf = MaskFaces(types="random", p=0.8, seed=0)          # picklable; detector loads once per worker
+    masked = tf(pil_image)                                 # same kind back: PIL, numpy or CHW tensor
+
+Seeding: with `seed=None` every call draws fresh randomness. With a seed, call k in a worker uses
+(seed, the worker's torch seed, epoch, k): torch gives each worker a new seed every epoch (drawn from
+the main process's generator), so epochs differ and `torch.manual_seed` reproduces a whole run.
+Outside a DataLoader, `set_epoch(e)` plays that role.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .detectors import detect
+from .errors import BadParameter
+from .facecache import FaceCache
+from .seeds import item_seed
+from .strategies import STRATEGIES, mask
+from .templates import MASK_TYPES
+
+
+def _torch_worker_seed() -> int | None:
+    """The DataLoader worker's seed; None outside workers."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    info = torch.utils.data.get_worker_info()
+    return None if info is None else int(info.seed)
+
+
+def _to_array(image: Any) -> tuple[np.ndarray, Any]:
+    """(HWC or HW array, a function turning an array of that layout back into the input's kind)."""
+    if isinstance(image, np.ndarray):
+        return image, lambda a: a
+    if type(image).__module__.startswith("PIL"):
+        from PIL import Image
+
+        mode = image.mode
+        return np.asarray(image), lambda a: Image.fromarray(np.ascontiguousarray(a), mode=mode)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(image, torch.Tensor):
+        if image.ndim != 3:
+            raise BadParameter(f"expected a CHW tensor, got shape {tuple(image.shape)}")
+        dtype, device = image.dtype, image.device
+        arr = image.detach().cpu().permute(1, 2, 0).numpy()
+
+        def back(a: np.ndarray) -> Any:
+            return torch.from_numpy(np.ascontiguousarray(a.reshape(arr.shape))).permute(2, 0, 1).to(device, dtype)
+
+        return arr, back
+    raise BadParameter(f"MaskFaces takes a PIL image, a numpy array or a CHW torch tensor, not {type(image).__name__}")
+
+
+class MaskFaces:
+    """Mask the faces of one image per call; returns the same kind (and the occlusion if asked)."""
+
+    def __init__(
+        self,
+        strategy: str = "overlay",
+        types: str | Sequence[str] = "random",
+        p: float = 1.0,
+        detector: str = "mtcnn",
+        fallback: str | None = "aligned",
+        seed: int | None = None,
+        return_occlusion: bool = False,
+        faces: FaceCache | str | os.PathLike | None = None,
+        **params: Any,
+    ) -> None:
+        STRATEGIES.get(strategy)
+        if not 0.0 <= p <= 1.0:
+            raise BadParameter(f"p must be between 0 and 1, got {p}")
+        self.types = [types] if isinstance(types, str) else list(types)
+        for t in self.types:
+            if t != "random":
+                MASK_TYPES.get(t)
+        self.strategy, self.p, self.detector, self.fallback = strategy, p, detector, fallback
+        self.seed, self.return_occlusion, self.params = seed, return_occlusion, params
+        self.faces = FaceCache.load(faces) if isinstance(faces, (str, os.PathLike)) else faces
+        self.epoch = 0
+        self._calls = 0
+        self.unmasked = 0  # calls where no face was found (image returned as it was)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self._calls = epoch, 0
+
+    def _next_seed(self) -> int:
+        self._calls += 1
+        if self.seed is None:
+            return int.from_bytes(os.urandom(8), "big") >> 1
+        return item_seed(self.seed, f"{_torch_worker_seed()}:{self.epoch}", self._calls)
+
+    def __call__(self, image: Any) -> Any:
+        return self.apply(image, self._next_seed())
+
+    def apply(self, image: Any, seed: int) -> Any:
+        """Mask with an explicit seed (the same image and seed give the same result)."""
+        arr, back = _to_array(image)
+        rng = np.random.default_rng(seed)
+        apply = rng.random() < self.p
+        occlusion = np.zeros(arr.shape[:2], np.uint8)
+        if apply:
+            faces = self.faces.get(arr) if self.faces is not None else None
+            if faces is None:
+                faces = detect(arr, detector=self.detector, fallback=self.fallback)
+            if len(faces):
+                params = dict(self.params)
+                if self.strategy == "overlay":
+                    params["type"] = self.types[int(rng.integers(len(self.types)))]
+                res = mask(arr, self.strategy, faces=faces, seed=seed, **params)
+                arr, occlusion = res.image, res.occlusion
+            else:
+                self.unmasked += 1
+        out = back(arr)
+        return (out, occlusion) if self.return_occlusion else out
+
+    def __repr__(self) -> str:
+        return (
+            f"MaskFaces(strategy={self.strategy!r}, types={self.types!r}, p={self.p}, detector={self.detector!r}, "
+            f"fallback={self.fallback!r}, seed={self.seed})"
+        )
+
+
+class HFMask:
+    """Masking for Hugging Face datasets, batched.
+
+    `ds.with_transform(HFMask(...))` masks on access (new masks each time, seeded like MaskFaces);
+    `ds.map(HFMask(seed=0), batched=True, with_indices=True)` writes masks fixed per example index.
+    """
+
+    def __init__(self, image_column: str = "image", occlusion_column: str | None = None, **kwargs: Any) -> None:
+        self.image_column, self.occlusion_column = image_column, occlusion_column
+        self.transform = MaskFaces(return_occlusion=True, **kwargs)
+
+    def __call__(self, batch: dict[str, list], indices: list[int] | None = None) -> dict[str, list]:
+        if self.image_column not in batch:
+            raise BadParameter(f"no column {self.image_column!r} in the batch (columns: {', '.join(batch)})")
+        images, occlusions = [], []
+        tf = self.transform
+        for i, img in enumerate(batch[self.image_column]):
+            if indices is not None and tf.seed is not None:  # map(): fixed per example index
+                out, occ = tf.apply(img, item_seed(tf.seed, "example", indices[i]))
+            else:
+                out, occ = tf(img)
+            images.append(out)
+            occlusions.append(occ)
+        batch = dict(batch)
+        batch[self.image_column] = images
+        if self.occlusion_column:
+            from PIL import Image
+
+            batch[self.occlusion_column] = [Image.fromarray(o) for o in occlusions]
+        return batch

@@ -1,0 +1,139 @@
+"""On-the-fly masking: every input kind, DataLoader workers, seeding, the face cache, HF datasets, examples."""
+
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import maskgen as mg
+from maskgen.errors import BadParameter, UnknownName
+from maskgen.transforms import HFMask, MaskFaces
+
+from .conftest import EXAMPLES, REPO
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def crop():
+    return mg.read_image(EXAMPLES / "happy" / "astronaut_48.png")
+
+
+def test_every_input_kind_comes_back_the_same(crop, astronaut):
+    tf = MaskFaces(seed=0, return_occlusion=True)
+    for img in (Image.fromarray(crop), Image.fromarray(astronaut)):
+        out, occ = tf(img)
+        assert isinstance(out, Image.Image) and out.mode == img.mode and out.size == img.size and occ.any()
+    out, occ = tf(astronaut)
+    assert out.shape == astronaut.shape and out.dtype == np.uint8
+    assert np.array_equal(out[occ == 0], astronaut[occ == 0])
+    t = torch.from_numpy(crop.copy())[None].float() / 255
+    out, occ = tf(t)
+    assert out.shape == t.shape and out.dtype == torch.float32 and 0 <= float(out.min()) <= float(out.max()) <= 1
+    unchanged = torch.from_numpy(occ == 0)[None]
+    assert torch.equal(out[unchanged], t[unchanged])  # no float->uint8 round trip outside the mask
+    t8 = torch.from_numpy(astronaut.copy()).permute(2, 0, 1)
+    assert tf(t8)[0].dtype == torch.uint8
+
+
+def test_p_and_seeds(crop):
+    assert np.array_equal(MaskFaces(p=0.0, seed=0)(crop), crop)
+    a, b = MaskFaces(seed=3), MaskFaces(seed=3)
+    first = [a(crop) for _ in range(4)]
+    assert all(np.array_equal(x, y) for x, y in zip(first, [b(crop) for _ in range(4)], strict=True))
+    assert not all(np.array_equal(first[0], x) for x in first[1:])  # calls differ
+    a.set_epoch(1)
+    assert not np.array_equal(a(crop), first[0])
+
+
+class Crops(torch.utils.data.Dataset):
+    def __init__(self, img, tf):
+        self.img, self.tf = img, tf
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return torch.from_numpy(np.ascontiguousarray(self.tf(self.img), dtype=np.float32))
+
+
+def run_loader(crop, seed):
+    torch.manual_seed(seed)
+    loader = torch.utils.data.DataLoader(
+        Crops(crop, MaskFaces(seed=0, types="random", color="random")), batch_size=4, num_workers=2
+    )
+    return [torch.cat(list(loader)) for _ in range(2)]
+
+
+def test_dataloader_two_workers_reproducible(crop):
+    e1 = run_loader(crop, 5)
+    assert e1[0].shape == (8, 48, 48)
+    assert not torch.equal(e1[0], e1[1])  # two epochs differ
+    assert (e1[0] != torch.from_numpy(crop.astype(np.float32))).any()  # masked
+    e2 = run_loader(crop, 5)
+    assert all(torch.equal(a, b) for a, b in zip(e1, e2, strict=True))  # a fixed seed reproduces the run
+
+
+def test_pickle_and_cache(tmp_path, crop, monkeypatch):
+    cache = mg.precompute_faces(EXAMPLES, tmp_path / "faces.npz")
+    assert len(cache) == 6 and (tmp_path / "faces.npz").exists()
+    loaded = mg.FaceCache.load(tmp_path / "faces.npz")
+    tf = pickle.loads(pickle.dumps(MaskFaces(seed=0, faces=tmp_path / "faces.npz")))
+    import maskgen.transforms as mod
+
+    monkeypatch.setattr(mod, "detect", lambda *a, **k: pytest.fail("detection should come from the cache"))
+    out = tf(crop)
+    assert not np.array_equal(out, crop) and tf.faces.hits == 1
+    # the same picture as a float tensor finds the same entry
+    assert loaded.get(torch.from_numpy(crop.copy())[None].float().div(255).permute(1, 2, 0).numpy()) is not None
+
+
+def test_bad_arguments():
+    with pytest.raises(UnknownName, match="choose one of"):
+        MaskFaces(types=["surgical", "bandana"])
+    with pytest.raises(BadParameter, match="p must be"):
+        MaskFaces(p=2)
+    with pytest.raises(BadParameter, match="PIL image, a numpy array or a CHW torch tensor"):
+        MaskFaces()("face.jpg")
+
+
+def test_hf_with_transform_and_map(crop, astronaut):
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.Dataset.from_dict({"image": [Image.fromarray(crop), Image.fromarray(astronaut)], "label": [0, 1]})
+    ds = ds.cast_column("image", datasets.Image())
+    live = ds.with_transform(HFMask(seed=0, occlusion_column="occlusion"))
+    row = live[1]
+    assert row["image"].size == (512, 512) and np.asarray(row["occlusion"]).any() and row["label"] == 1
+    m1 = ds.map(HFMask(seed=0, types="kn95"), batched=True, with_indices=True)
+    m2 = ds.map(HFMask(seed=0, types="kn95"), batched=True, with_indices=True)
+    for a, b, orig in zip(m1, m2, ds, strict=True):
+        assert np.array_equal(np.asarray(a["image"]), np.asarray(b["image"]))
+        assert not np.array_equal(np.asarray(a["image"]), np.asarray(orig["image"]))
+
+
+@pytest.mark.parametrize("script", ["dataloader.py", "hf_datasets.py", "deploy_zeroing.py"])
+def test_python_examples_run(tmp_path, script):
+    out = subprocess.run(
+        [sys.executable, REPO / "examples" / script], capture_output=True, text=True, timeout=30, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    if script == "dataloader.py":
+        assert "reproducible with the same seed: True" in out.stdout
+    if script == "hf_datasets.py":
+        assert "identical when run again: True" in out.stdout
+
+
+def test_convert_folder_example(tmp_path):
+    env_path = f"{REPO / '.venv' / 'bin'}:{sys.prefix}/bin"
+    out = subprocess.run(
+        ["bash", REPO / "examples" / "convert_folder.sh", EXAMPLES, tmp_path / "o"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": env_path + ":/usr/bin:/bin"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "o" / "masked" / "metadata.csv").exists() and (tmp_path / "o" / "preview.png").exists()
