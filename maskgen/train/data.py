@@ -1,0 +1,132 @@
+"""Training data: read a maskgen output (metadata.csv) or a labelled folder into 48x48 gray arrays, and
+split it honestly (subject-disjoint when subject ids exist; variants of one source never straddle splits)."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import BadParameter, MaskgenError
+from ..io import IMAGE_SUFFIXES, read_image
+from ..pipeline.sources import folder_records
+from ..pipeline.splits import assign
+
+
+@dataclass(frozen=True)
+class Item:
+    path: Path
+    label: str
+    subject: str = ""
+    split: str = ""
+    source: str = ""  # the input an output was made from: groups variants together
+
+    @property
+    def group_source(self) -> str:
+        return self.source or str(self.path)
+
+
+def load_items(data: Path) -> list[Item]:
+    """Items of a maskgen output (its metadata.csv) or of a labelled folder SRC/<label>/*."""
+    data = Path(data)
+    meta = data / "metadata.csv"
+    if meta.exists():
+        with open(meta, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        items = [
+            Item(
+                data / r["file_name"], r.get("label", ""), r.get("subject", ""), r.get("split", ""), r.get("source", "")
+            )
+            for r in rows
+        ]
+    elif data.is_dir():
+        items = [
+            Item(r.path, r.label, r.subject, r.split, r.key)
+            for r in folder_records(data)
+            if r.path is not None and r.path.suffix.lower() in IMAGE_SUFFIXES
+        ]
+    else:
+        raise BadParameter(f"{data}: not a maskgen output (metadata.csv) or a labelled folder")
+    items = [it for it in items if it.label]
+    if not items:
+        raise BadParameter(f"{data}: no labelled images found")
+    return items
+
+
+def to_gray(img: np.ndarray, size: int) -> np.ndarray:
+    gray = img if img.ndim == 2 else cv2.cvtColor(img[..., :3], cv2.COLOR_RGB2GRAY)
+    if gray.shape != (size, size):
+        interp = cv2.INTER_AREA if min(gray.shape) > size else cv2.INTER_CUBIC
+        gray = cv2.resize(gray, (size, size), interpolation=interp)
+    return gray
+
+
+def load_images(items: Sequence[Item], size: int = 48) -> np.ndarray:
+    """(N, size, size) uint8 grayscale, read in parallel threads (decoding releases the GIL)."""
+
+    def one(it: Item) -> np.ndarray:
+        try:
+            return to_gray(read_image(it.path), size)
+        except MaskgenError as e:
+            raise MaskgenError(f"cannot read training image {it.path}: {e}") from None
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return np.stack(list(pool.map(one, items))) if items else np.zeros((0, size, size), np.uint8)
+
+
+@dataclass
+class Split:
+    mode: str  # subject | random | given
+    note: str
+    index: dict[str, list[int]]  # split name -> item indices
+
+    def describe(self) -> str:
+        counts = ", ".join(f"{k} {len(v)}" for k, v in self.index.items())
+        return f"{self.mode} split ({counts})" + (f"; {self.note}" if self.note else "")
+
+
+def make_split(
+    items: Sequence[Item], mode: str = "subject", seed: int = 0, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+) -> Split:
+    """Train/val/test indices. `subject`: no person in two splits (falls back to source images when there
+    are no subject ids, and says so); `random`: by source image; `given`: the items' own split column
+    (val carved from train by source image when the data has none)."""
+    note = ""
+    if mode == "subject" and not any(it.subject for it in items):
+        mode, note = "random", "no subject ids: split by source image instead (a person may be in several splits)"
+    if mode == "given":
+        given = {it.split for it in items}
+        if not given - {""}:
+            raise BadParameter("--split given: the data has no split column; use --split subject or random")
+        names = {"training": "train", "publictest": "val", "privatetest": "test", "validation": "val"}
+        idx: dict[str, list[int]] = defaultdict(list)
+        for i, it in enumerate(items):
+            idx[names.get(it.split.lower(), it.split.lower())].append(i)
+        if "val" not in idx and "train" in idx:
+            sub = make_split([items[i] for i in idx["train"]], "random", seed, (0.9, 0.1, 0.0))
+            train = idx["train"]
+            idx["train"], idx["val"] = [train[i] for i in sub.index["train"]], [train[i] for i in sub.index["val"]]
+            note = "no validation split given: 10% of train (by source image) held out for early stopping"
+        return Split("given", note, {k: idx.get(k, []) for k in ("train", "val", "test")})
+    if mode not in ("subject", "random"):
+        raise BadParameter(f"--split must be subject, random or given, got {mode!r}")
+    keys = [f"s:{it.subject}" if mode == "subject" and it.subject else f"g:{it.group_source}" for it in items]
+    groups: dict[str, Counter] = defaultdict(Counter)
+    for k, it in zip(keys, items, strict=True):
+        groups[k][it.label] += 1
+    ratios_used = tuple(r for r in ratios if r > 0) if ratios[2] == 0 else ratios
+    chosen = assign(groups, ratios_used, seed)
+    idx = defaultdict(list)
+    for i, k in enumerate(keys):
+        idx[chosen[k]].append(i)
+    return Split(mode, note, {k: idx.get(k, []) for k in ("train", "val", "test")})
+
+
+def label_set(items: Sequence[Item]) -> list[str]:
+    return sorted({it.label for it in items})

@@ -1,0 +1,156 @@
+"""Fitting: a torch loop over in-memory tensors (both cores busy, no loader to starve them) with flips,
+shifts and small rotations, class weights, L1, early stopping on validation accuracy; or a scikit-learn fit."""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .models import CLASSICAL, MODELS, TORCH_DEFAULTS, hog_features
+
+
+@dataclass
+class TrainArgs:
+    model: str = "compact-cnn"
+    epochs: int = 30
+    batch_size: int | None = None  # None: the model's default
+    lr: float | None = None
+    seed: int = 0
+    class_weights: bool = False
+    augment: bool | None = None  # None: the model's default
+    l1: float = 0.0
+    patience: int = 6
+    time_limit: float | None = None  # seconds; training stops after the epoch that crosses it
+
+    def resolved(self) -> dict[str, Any]:
+        d = dict(TORCH_DEFAULTS.get(self.model, {}))
+        d.update({k: v for k, v in self.__dict__.items() if v is not None})
+        return d
+
+
+@dataclass
+class History:
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    seconds: float = 0.0
+
+
+def to_tensor(x: np.ndarray) -> torch.Tensor:
+    """(N,48,48) uint8 -> (N,1,48,48) float in [-1, 1], channels-last (faster convolutions on CPU)."""
+    return torch.from_numpy(x).float().div_(127.5).sub_(1.0).unsqueeze(1).contiguous(memory_format=torch.channels_last)
+
+
+def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Random horizontal flips, shifts of up to 10%, rotations of up to 10 degrees and 10% zoom, per image."""
+    n = x.shape[0]
+    flip = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+    ang = (torch.rand(n, generator=g) * 2 - 1) * np.deg2rad(10)
+    scale = 1 + (torch.rand(n, generator=g) * 2 - 1) * 0.1
+    shift = (torch.rand(n, 2, generator=g) * 2 - 1) * 0.2
+    cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
+    theta = torch.stack(
+        [torch.stack([cos * flip, -sin, shift[:, 0]], 1), torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1
+    )
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+
+
+def predict_proba_torch(model: torch.nn.Module, x: torch.Tensor, batch: int = 512, tta: bool = True) -> np.ndarray:
+    """Class probabilities; with `tta`, averaged with the horizontally flipped image."""
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(x), batch):
+            xb = x[i : i + batch]
+            p = F.softmax(model(xb), 1)
+            if tta:
+                p = (p + F.softmax(model(torch.flip(xb, dims=[3])), 1)) / 2
+            out.append(p)
+    return torch.cat(out).numpy() if out else np.zeros((0, 0))
+
+
+def fit_torch(
+    args: TrainArgs,
+    classes: int,
+    xtr: np.ndarray,
+    ytr: np.ndarray,
+    xva: np.ndarray,
+    yva: np.ndarray,
+    progress: bool = True,
+) -> tuple[torch.nn.Module, History]:
+    from tqdm import tqdm
+
+    p = args.resolved()
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(os.cpu_count() or 1)
+    g = torch.Generator().manual_seed(args.seed)
+    model = MODELS.create(args.model, classes=classes).to(memory_format=torch.channels_last)
+    xt, yt = to_tensor(xtr), torch.from_numpy(ytr).long()
+    xv = to_tensor(xva)
+    weight = None
+    if args.class_weights:
+        counts = np.bincount(ytr, minlength=classes).astype(np.float64)
+        weight = torch.tensor(counts.sum() / (classes * np.maximum(counts, 1)), dtype=torch.float32)
+    p["batch_size"] = max(8, min(p["batch_size"], len(xt) // 8))  # small sets: at least 8 steps per epoch
+    steps = max(1, int(np.ceil(len(xt) / p["batch_size"])))
+    if p["optimizer"] == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=p["lr"])
+        sched = None
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=p["lr"], total_steps=steps * args.epochs, pct_start=0.15
+        )
+    hist, best, best_acc, bad = History(), copy.deepcopy(model.state_dict()), -1.0, 0
+    start = time.perf_counter()
+    bar = tqdm(range(args.epochs), desc=f"train {args.model}", unit="epoch", disable=not progress)
+    for epoch in bar:
+        model.train()
+        perm = torch.randperm(len(xt), generator=g)
+        total = 0.0
+        for i in range(steps):
+            idx = perm[i * p["batch_size"] : (i + 1) * p["batch_size"]]
+            xb = augment(xt[idx], g) if p["augment"] else xt[idx]
+            loss = F.cross_entropy(model(xb), yt[idx], weight=weight, label_smoothing=0.05 if p["augment"] else 0.0)
+            if args.l1:
+                loss = loss + args.l1 * sum(w.abs().sum() for n, w in model.named_parameters() if "weight" in n)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            total += float(loss.detach()) * len(idx)
+        val_acc = float((predict_proba_torch(model, xv, tta=False).argmax(1) == yva).mean()) if len(xv) else 0.0
+        hist.epochs.append({"epoch": epoch + 1, "loss": total / len(xt), "val_accuracy": val_acc})
+        bar.set_postfix(loss=f"{total / len(xt):.3f}", val_acc=f"{val_acc:.3f}")
+        if val_acc >= best_acc:  # ties go to the later, better-trained epoch
+            best_acc, best, bad, hist.best_epoch = val_acc, copy.deepcopy(model.state_dict()), 0, epoch + 1
+        else:
+            bad += 1
+            if bad >= args.patience and sched is None:  # one-cycle schedules run to the end: they peak late
+                break
+        if args.time_limit and time.perf_counter() - start > args.time_limit:
+            break
+    bar.close()
+    model.load_state_dict(best)
+    hist.seconds = time.perf_counter() - start
+    return model, hist
+
+
+def fit_classical(args: TrainArgs, classes: int, xtr: np.ndarray, ytr: np.ndarray) -> tuple[Any, History]:
+    start = time.perf_counter()
+    model = MODELS.create(args.model, classes=classes)
+    model.set_params(**{k: args.seed for k in model.get_params() if k.endswith("random_state")})
+    model.fit(hog_features(xtr), ytr)
+    return model, History(seconds=time.perf_counter() - start)
+
+
+def is_classical(name: str) -> bool:
+    return name in CLASSICAL

@@ -1,0 +1,180 @@
+"""The trainer's entry points: train a model into a run folder, evaluate a run on data, and run the
+clean-vs-masked matrix. A run folder holds the model, run.json (labels, preprocessing, split, history),
+metrics.json, figures and report.html."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import BadParameter
+from ..io import write_bytes_atomic
+from . import evaluate as ev
+from .data import Item, Split, label_set, load_images, load_items, make_split
+from .loop import History, TrainArgs, fit_classical, fit_torch, is_classical, predict_proba_torch, to_tensor
+from .models import MODELS, hog_features
+from .report import img_tag, metrics_table, write_report
+
+SIZE = 48
+
+
+@dataclass
+class Run:
+    """A trained model with what it needs to predict: labels and preprocessing."""
+
+    path: Path
+    meta: dict[str, Any]
+    model: Any
+
+    @property
+    def labels(self) -> list[str]:
+        return self.meta["labels"]
+
+    @classmethod
+    def load(cls, path: str | Path) -> Run:
+        path = Path(path)
+        if not (path / "run.json").exists():
+            raise BadParameter(f"{path}: not a maskgen run (no run.json); train one with `maskgen train`")
+        meta = json.loads((path / "run.json").read_text())
+        if is_classical(meta["model"]):
+            with open(path / "model.pkl", "rb") as f:
+                model = pickle.load(f)
+        else:
+            model = MODELS.create(meta["model"], classes=len(meta["labels"])).to(memory_format=torch.channels_last)
+            model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
+            model.eval()
+        return cls(path, meta, model)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """(N, 48, 48) uint8 grayscale faces -> (N, classes) probabilities."""
+        if is_classical(self.meta["model"]):
+            return self.model.predict_proba(hog_features(x))
+        return predict_proba_torch(self.model, to_tensor(x))
+
+
+def _save_model(out: Path, name: str, model: Any) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    if is_classical(name):
+        write_bytes_atomic(out / "model.pkl", pickle.dumps(model))
+    else:
+        import io
+
+        buf = io.BytesIO()
+        torch.save(model.state_dict(), buf)
+        write_bytes_atomic(out / "model.pt", buf.getvalue())
+
+
+def _encode(items: list[Item], labels: list[str]) -> np.ndarray:
+    unknown = sorted({it.label for it in items} - set(labels))
+    if unknown:
+        raise BadParameter(f"labels {unknown} are not among the model's labels ({', '.join(labels)})")
+    return np.array([labels.index(it.label) for it in items], dtype=np.int64)
+
+
+def fit(args: TrainArgs, labels: list[str], xtr, ytr, xva, yva, progress: bool = True) -> tuple[Any, History]:
+    if is_classical(args.model):
+        return fit_classical(args, len(labels), xtr, ytr)
+    return fit_torch(args, len(labels), xtr, ytr, xva, yva, progress)
+
+
+def write_evaluation(
+    run: Run, x: np.ndarray, y: np.ndarray, out: Path, title: str, note: str = "", history: History | None = None
+) -> dict[str, Any]:
+    """metrics.json, confusion.png, saliency.png (and curves.png) and report.html in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    proba = run.predict_proba(x)
+    pred = proba.argmax(1) if len(proba) else np.zeros(0, int)
+    m = ev.metrics(y, pred, run.labels)
+    m["note"] = note
+    write_bytes_atomic(out / "metrics.json", (json.dumps(m, indent=1) + "\n").encode())
+    figs = [("Confusion matrix", ev.confusion_png(y, pred, run.labels, out / "confusion.png", title))]
+    if len(x):
+        figs.append(
+            (
+                "Occlusion saliency (true class)",
+                ev.saliency_png(run.predict_proba, x, y, run.labels, out / "saliency.png"),
+            )
+        )
+    if history is not None and history.epochs:
+        figs.append(("Training curves", ev.curves_png(history.epochs, out / "curves.png", title)))
+    sections = [("Summary", f"<p class='note'>{note}</p>" + metrics_table(m))]
+    sections += [(h, img_tag(p, h)) for h, p in figs]
+    write_report(out / "report.html", title, sections)
+    return m
+
+
+def train(
+    data: str | Path, out: str | Path, args: TrainArgs, split: str = "subject", progress: bool = True
+) -> dict[str, Any]:
+    """Train `args.model` on DATA; evaluate on the held-out test split; write everything into OUT."""
+    if args.model not in MODELS:
+        MODELS.get(args.model)
+    items = load_items(Path(data))
+    labels = label_set(items)
+    sp = make_split(items, split, args.seed)
+    return train_on(items, labels, sp, Path(out), args, str(data), progress)[1]
+
+
+def train_on(
+    items: list[Item],
+    labels: list[str],
+    sp: Split,
+    out: Path,
+    args: TrainArgs,
+    data_name: str,
+    progress: bool = True,
+    x: np.ndarray | None = None,
+) -> tuple[Run, dict[str, Any]]:
+    x = load_images(items, SIZE) if x is None else x
+    y = _encode(items, labels)
+    tr, va, te = (np.array(sp.index[k], dtype=int) for k in ("train", "val", "test"))
+    if len(tr) == 0:
+        raise BadParameter("the split left no training images")
+    model, hist = fit(args, labels, x[tr], y[tr], x[va], y[va], progress)
+    _save_model(out, args.model, model)
+    meta = {
+        "model": args.model,
+        "labels": labels,
+        "data": data_name,
+        "preprocess": {
+            "gray": True,
+            "size": SIZE,
+            "input": "the whole image (an aligned face crop)",
+            "normalise": "x / 127.5 - 1",
+        },
+        "train_args": args.resolved(),
+        "split": {"mode": sp.mode, "note": sp.note, "counts": {k: len(v) for k, v in sp.index.items()}},
+        "history": asdict(hist),
+    }
+    write_bytes_atomic(out / "run.json", (json.dumps(meta, indent=1) + "\n").encode())
+    run = Run(out, meta, model)
+    test = te if len(te) else va
+    note = (
+        f"{args.model} on {data_name}; evaluated on the {'test' if len(te) else 'validation'} part of a "
+        f"{sp.describe()}; trained {hist.seconds:.0f} s, best epoch {hist.best_epoch}."
+    )
+    return run, write_evaluation(run, x[test], y[test], out, f"{args.model}: {Path(data_name).name}", note, hist)
+
+
+def evaluate(
+    run_dir: str | Path, data: str | Path, out: str | Path | None = None, split: str | None = None
+) -> dict[str, Any]:
+    """Evaluate a run on DATA (all of it, or only its given `split`)."""
+    run = Run.load(run_dir)
+    items = load_items(Path(data))
+    if split:
+        items = [it for it in items if it.split == split]
+        if not items:
+            raise BadParameter(f"{data} has no items in split {split!r}")
+    x, y = load_images(items, SIZE), _encode(items, run.labels)
+    out = Path(out) if out else Path(run_dir) / f"eval-{Path(data).name}"
+    note = (
+        f"{run.meta['model']} from {run_dir} on {data}" + (f" (split {split})" if split else "") + f": {len(y)} images"
+    )
+    return write_evaluation(run, x, y, out, f"{run.meta['model']} on {Path(data).name}", note)
