@@ -11,7 +11,8 @@ OUT ?= out/demo
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,dlib]'
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0  # the CPU build, before anything asks for torch
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,dlib,train]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -32,6 +33,9 @@ bench: $(STAMP)
 	$(PY) bench/strategies.py
 	$(PY) bench/deploy_rate.py
 	$(PY) bench/convert.py
+	$(PY) bench/dataloader.py
+	$(PY) bench/train.py
+	$(PY) bench/predict.py
 
 clean:
 	rm -rf $(VENV) out build dist

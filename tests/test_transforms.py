@@ -3,6 +3,7 @@
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,14 +127,19 @@ def test_python_examples_run(tmp_path, script):
         assert "identical when run again: True" in out.stdout
 
 
-def test_convert_folder_example(tmp_path):
-    env_path = f"{REPO / '.venv' / 'bin'}:{sys.prefix}/bin"
+@pytest.mark.parametrize(
+    "script, product",
+    [("convert_folder.sh", "masked/metadata.csv"), ("train_and_evaluate.sh", "experiment/report.html")],
+)
+def test_shell_examples_run(tmp_path, script, product):
+    pytest.importorskip("sklearn")
+    env_path = f"{Path(sys.executable).parent}:/usr/bin:/bin"  # the maskgen console script beside this Python
     out = subprocess.run(
-        ["bash", REPO / "examples" / "convert_folder.sh", EXAMPLES, tmp_path / "o"],
+        ["bash", REPO / "examples" / script, EXAMPLES, tmp_path / "o"],
         capture_output=True,
         text=True,
         timeout=30,
-        env={"PATH": env_path + ":/usr/bin:/bin"},
+        env={"PATH": env_path},
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert (tmp_path / "o" / "masked" / "metadata.csv").exists() and (tmp_path / "o" / "preview.png").exists()
+    assert (tmp_path / "o" / product).exists()
