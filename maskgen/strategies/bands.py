@@ -66,9 +66,7 @@ class Bands:
         else:
             choices = ", ".join([*FRACTION_BANDS, *LANDMARK_REGIONS])
             raise BadParameter(f"unknown band region {region!r}; choose one of: {choices}, or give fractions")
-        f = resolve_fill(rng, fill)
-        if noise_seed is not None and f["fill"] == "noise":
-            f["noise_seed"] = int(noise_seed)
+        f = resolve_fill(rng, fill, noise_seed)
         return {"region": region, "fractions": fr, **f}
 
     def apply(

@@ -15,10 +15,12 @@ from .base import STRATEGIES, check_keys
 FILLS = ("0", "value", "colour", "mean", "noise")
 
 
-def resolve_fill(rng: np.random.Generator, fill: Any) -> dict[str, Any]:
-    """Check a fill spec; draw a noise seed when the fill is noise (so replays match)."""
+def resolve_fill(rng: np.random.Generator, fill: Any, noise_seed: int | None = None) -> dict[str, Any]:
+    """Check a fill spec; for a noise fill, keep the given noise seed or draw one (so replays match)."""
     if isinstance(fill, str) and fill in ("mean", "noise"):
-        return {"fill": fill, "noise_seed": int(rng.integers(2**31)) if fill == "noise" else None}
+        if fill == "noise":
+            return {"fill": fill, "noise_seed": int(rng.integers(2**31)) if noise_seed is None else int(noise_seed)}
+        return {"fill": fill, "noise_seed": None}
     F.parse_colour(fill)  # raises a one-line error for bad values
     return {"fill": fill, "noise_seed": None}
 
@@ -65,9 +67,7 @@ class Zero:
             raise BadParameter(f"ratio must be between 0 and 1.5 (0.8 splits eye-to-nose 8:2), got {ratio}")
         if extent not in ("image", "face"):
             raise BadParameter(f"extent must be 'image' or 'face', got {extent!r}")
-        f = resolve_fill(rng, fill)
-        if noise_seed is not None and f["fill"] == "noise":
-            f["noise_seed"] = int(noise_seed)
+        f = resolve_fill(rng, fill, noise_seed)
         return {"ratio": float(ratio), "extent": extent, **f}
 
     def apply(
