@@ -505,8 +505,21 @@ def train_options(f):
     return f
 
 
+def require_train():
+    """The trainer package, or a one-line error naming the extra to install."""
+    try:
+        from . import train
+    except ImportError as e:
+        from .errors import MissingExtra
+
+        raise MissingExtra(
+            f"this command needs the train extra ({e.name} is missing): pip install torch==2.13.0 'maskgen[train]'"
+        ) from None
+    return train
+
+
 def make_train_args(model, epochs, batch_size, lr, seed, class_weights, augment, l1, patience, time_limit):
-    from .train import MODELS, TrainArgs
+    MODELS, TrainArgs = require_train().MODELS, require_train().TrainArgs  # noqa: N806
 
     MODELS.get(model)
     return TrainArgs(
@@ -535,9 +548,7 @@ def echo_metrics(m: dict) -> None:
 @train_options
 def train_cmd(data, out, split, quiet, **kw) -> None:
     """Train a FER model on DATA (a maskgen output or a labelled folder); write model, metrics, report."""
-    from .train import train
-
-    m = train(data, out, make_train_args(**kw), split=split, progress=not quiet)
+    m = require_train().train(data, out, make_train_args(**kw), split=split, progress=not quiet)
     click.echo(m["note"])
     echo_metrics(m)
     click.echo(f"report: {out / 'report.html'}")
@@ -550,9 +561,7 @@ def train_cmd(data, out, split, quiet, **kw) -> None:
 @click.option("--split", default=None, help="Only the items of this split (e.g. test).")
 def evaluate_cmd(run, data, out, split) -> None:
     """Evaluate a trained RUN on DATA: metrics, confusion matrix, saliency maps, report."""
-    from .train import evaluate
-
-    m = evaluate(run, data, out, split)
+    m = require_train().evaluate(run, data, out, split)
     echo_metrics(m)
     click.echo(f"report: {(out or run / f'eval-{data.name}') / 'report.html'}")
 
@@ -569,9 +578,7 @@ def evaluate_cmd(run, data, out, split) -> None:
 @train_options
 def experiment_cmd(clean, masked, out, split, quiet, **kw) -> None:
     """Train on clean and on masked data, test each on both, on one split: the clean-vs-masked matrix."""
-    from .train import experiment
-
-    experiment(clean, masked, out, make_train_args(**kw), split=split, progress=not quiet)
+    require_train().experiment(clean, masked, out, make_train_args(**kw), split=split, progress=not quiet)
     click.echo((out / "matrix.md").read_text())
     click.echo(f"report: {out / 'report.html'}")
 
@@ -603,6 +610,7 @@ def experiment_cmd(clean, masked, out, split, quiet, **kw) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def predict_cmd(run, inputs, out, mask_mode, detector, fallback, as_json, every, tracking, quiet) -> None:
     """Classify the expression of every face in INPUTS (images, folders or videos) with a trained RUN."""
+    require_train()
     from .predict import VIDEO_SUFFIXES, Predictor, draw, predict_video
 
     predictor = Predictor(run, detector=detector, mask_mode=mask_mode, fallback=fallback)

@@ -95,3 +95,24 @@ def test_preview_sheet(tmp_path):
     sheet = mg.read_image(tmp_path / "sheet.png")
     # a header row plus three image rows; the original plus seven mask types
     assert sheet.shape[1] == 8 * 64 and sheet.shape[0] == 22 + 3 * 64
+
+
+def test_train_commands_name_the_extra_when_torch_is_missing(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("No module named 'torch'", name="torch")
+        return real_import(name, *args, **kwargs)
+
+    import sys
+
+    for mod in [m for m in sys.modules if m.startswith("maskgen.train") or m == "maskgen.predict"]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.delattr(mg, "train", raising=False)  # `from . import train` would find the cached attribute
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    res = CliRunner().invoke(main, ["train", str(EXAMPLES), "-o", "/tmp/never"])
+    assert res.exit_code == 1 and "pip install torch==2.13.0 'maskgen[train]'" in res.output
+    assert "Traceback" not in res.output
