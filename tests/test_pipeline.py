@@ -246,3 +246,31 @@ def test_cli_convert_split_stats(tmp_path):
     assert mg.read_image(tmp_path / "d" / "stats.png").shape[1] == 900
     res = runner.invoke(main, ["convert", str(EXAMPLES), str(EXAMPLES / "out")])
     assert res.exit_code == 1 and "inside the source" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_cleanly_with_a_hint(tmp_path):
+    shared_set("fer2013-dev")
+    cmd = [
+        sys.executable,
+        "-m",
+        "maskgen",
+        "convert",
+        str(SHARED / "fer2013-dev"),
+        str(tmp_path / "dst"),
+        "--jobs",
+        "2",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    manifest = tmp_path / "dst" / "manifest.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and (not manifest.exists() or manifest.read_text().count("\n") < 64):
+        assert proc.poll() is None, "the conversion ended before it could be interrupted"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "run the same command again to resume" in err and "Traceback" not in err
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    assert "350 inputs" in done.stdout and "already done" in done.stdout
+    assert len(rows_of(tmp_path / "dst")) + len(skips_of(tmp_path / "dst")) == 350
