@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 import warnings
@@ -107,18 +108,26 @@ class ImageInfo:
     quality: int | None
 
 
-def _open(path: str | os.PathLike) -> Image.Image:
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """The file's bytes, with one-line errors for the usual ways a path is not an image file."""
     p = Path(path)
     if not p.exists():
         raise ImageNotFound(f"{p}: no such file")
     if p.is_dir():
         raise NotAnImage(f"{p}: is a directory, not an image")
-    if p.stat().st_size == 0:
+    data = p.read_bytes()
+    if not data:
         raise NotAnImage(f"{p}: empty file (0 bytes)")
+    return data
+
+
+def _open(path: str | os.PathLike, data: bytes | None = None) -> Image.Image:
+    p = Path(path)
+    data = read_bytes(p) if data is None else data
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(p)
+            img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise NotAnImage(f"{p}: not an image file (unrecognised format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -141,13 +150,13 @@ def estimate_jpeg_quality(img: Image.Image) -> int | None:
     return int(np.clip(round(quality), 1, 100))
 
 
+def _info(img: Image.Image) -> ImageInfo:
+    return ImageInfo(img.format or "PNG", img.mode, estimate_jpeg_quality(img) if img.format == "JPEG" else None)
+
+
 def image_info(path: str | os.PathLike) -> ImageInfo:
-    img = _open(path)
-    return ImageInfo(
-        img.format or "PNG",
-        img.mode,
-        estimate_jpeg_quality(img) if img.format == "JPEG" else None,
-    )
+    """Container format, mode and (for JPEG) the estimated quality, without decoding the pixels."""
+    return _info(_open(path))
 
 
 def to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -185,7 +194,17 @@ def _pil_to_array(img: Image.Image) -> np.ndarray:
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image as uint8 (H,W) grayscale or (H,W,3) RGB, EXIF orientation applied."""
-    img = _open(path)
+    return _decode(_open(path), path)
+
+
+def read_image_with_info(path: str | os.PathLike) -> tuple[np.ndarray, ImageInfo, bytes]:
+    """`read_image`, its `image_info` and the file's bytes (for hashing), from one read of the file."""
+    data = read_bytes(path)
+    img = _open(path, data)
+    return _decode(img, path), _info(img), data
+
+
+def _decode(img: Image.Image, path: str | os.PathLike) -> np.ndarray:
     try:
         img.load()
         img = ImageOps.exif_transpose(img)
@@ -208,7 +227,6 @@ def format_for(path: str | os.PathLike) -> str:
 
 def encode_image(img: np.ndarray, fmt: str, quality: int | None = None) -> bytes:
     """Encode a uint8 gray/RGB array to bytes in the given Pillow format."""
-    import io as _io
 
     arr = to_uint8(np.asarray(img))
     if arr.ndim == 3 and arr.shape[2] == 1:
@@ -229,7 +247,7 @@ def encode_image(img: np.ndarray, fmt: str, quality: int | None = None) -> bytes
         }
     elif fmt == "WEBP":
         opts = {"quality": int(quality or 95)}
-    buf = _io.BytesIO()
+    buf = io.BytesIO()
     pil.save(buf, format=fmt, **opts)
     return buf.getvalue()
 

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from ..errors import MaskgenError
-from ..io import read_image
+from ..io import read_image_with_info
 from .sources import Record, pixels_to_image
 
 
@@ -36,8 +36,10 @@ def find_duplicates(records: Iterable[Record], max_distance: int = 2) -> dict[st
     index: list[dict[int, list[tuple[int, str]]]] = [defaultdict(list) for _ in range(bands)]
     for rec in records:
         try:
-            data = rec.pixels.encode() if rec.pixels is not None else rec.path.read_bytes()  # type: ignore[union-attr]
-            img = pixels_to_image(rec.pixels) if rec.pixels is not None else read_image(rec.path)  # type: ignore[arg-type]
+            if rec.pixels is not None:
+                data, img = rec.pixels.encode(), pixels_to_image(rec.pixels)
+            else:
+                img, _, data = read_image_with_info(rec.path)  # type: ignore[arg-type]
         except (MaskgenError, OSError):
             continue  # unreadable inputs are reported by the conversion itself
         digest = hashlib.sha256(data).hexdigest()

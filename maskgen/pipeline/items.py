@@ -17,7 +17,7 @@ import numpy as np
 
 from ..detectors import detect_batch
 from ..errors import MaskgenError, NotAnImage
-from ..io import image_info, read_image, write_image
+from ..io import read_image_with_info, write_image
 from ..seeds import item_seed
 from ..strategies import mask
 from ..templates import load_template
@@ -101,10 +101,8 @@ def _load(rec: Record) -> tuple[np.ndarray, str, int | None]:
     assert rec.path is not None
     if rec.path.is_symlink() and rec.path.is_dir():
         raise NotAnImage(f"{rec.path}: a symlinked folder; not followed (it could loop)")
-    img = read_image(rec.path)
-    digest = hashlib.sha256(rec.path.read_bytes()).hexdigest()
-    info = image_info(rec.path)
-    return img, digest, info.quality
+    img, info, data = read_image_with_info(rec.path)
+    return img, hashlib.sha256(data).hexdigest(), info.quality
 
 
 def _resize(img: np.ndarray, size: tuple[int, int] | None, nearest: bool = False) -> np.ndarray:
