@@ -1,4 +1,4 @@
-"""The `maskgen` command line: parses options and calls the library, nothing more."""
+"""Data commands: detect, mask, preview, convert, split, stats."""
 
 from __future__ import annotations
 
@@ -9,68 +9,14 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import __version__
-from .detectors import DETECTORS, detect
-from .draw import draw_faces
-from .errors import BadParameter, MaskgenError
-from .io import IMAGE_SUFFIXES, read_image, write_image
-from .seeds import item_seed
-from .strategies import STRATEGIES, mask
-from .templates import MASK_TYPES
-
-
-class MaskgenGroup(click.Group):
-    """Turns MaskgenError into one line on stderr and exit code 1 (a traceback only with --debug)."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except MaskgenError as e:
-            if ctx.params.get("debug"):
-                raise
-            click.echo(f"Error: {e}", err=True)
-            sys.exit(1)
-
-
-@click.group(cls=MaskgenGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="maskgen")
-@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
-def main(debug: bool) -> None:
-    """Turn face-image datasets into masked-face datasets for facial-expression research."""
-
-
-def registries() -> dict[str, object]:
-    regs: dict[str, object] = {"detectors": DETECTORS, "strategies": STRATEGIES, "mask types": MASK_TYPES}
-    try:
-        from .train import MODELS
-
-        regs["models (maskgen[train])"] = MODELS
-    except ImportError:
-        pass
-    return regs
-
-
-@main.command("list")
-def list_cmd() -> None:
-    """List the registered detectors, strategies and mask types."""
-    for title, reg in registries().items():
-        click.echo(f"{title}:")
-        for name, doc in reg.describe().items():
-            click.echo(f"  {name:<14} {doc}")
-
-
-detector_option = click.option(
-    "--detector",
-    default="mtcnn",
-    show_default=True,
-    help="Face detector (see `maskgen list`).",
-)
-fallback_option = click.option(
-    "--fallback",
-    type=click.Choice(["aligned"]),
-    default=None,
-    help="When no face is found, use the aligned-crop prior (recorded as landmark_source=prior).",
-)
+from ..detectors import DETECTORS, detect
+from ..draw import draw_faces
+from ..errors import BadParameter, MaskgenError
+from ..io import read_image, write_image
+from ..seeds import item_seed
+from ..strategies import STRATEGIES, mask
+from ..templates import MASK_TYPES
+from . import detector_option, expand_images, fallback_option, main, param_option, parse_params, strategy_option
 
 
 @main.command("detect")
@@ -131,43 +77,6 @@ def detect_cmd(
         raise MaskgenError(f"{failed} of {len(images)} input(s) could not be read")
 
 
-def parse_params(items: tuple[str, ...]) -> dict[str, object]:
-    """`--param key=value` pairs; values are read as JSON when they parse (numbers, lists), else as text."""
-    out: dict[str, object] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise BadParameter(f"--param takes key=value, got {item!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
-
-
-def expand_images(sources: tuple[Path, ...]) -> list[Path]:
-    """Files as given, folders walked recursively for image files (sorted)."""
-    paths: list[Path] = []
-    for src in sources:
-        if src.is_dir():
-            paths += sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        else:
-            paths.append(src)
-    return paths
-
-
-strategy_option = click.option(
-    "--strategy", default="overlay", show_default=True, help="Masking strategy: overlay, zero or bands."
-)
-param_option = click.option(
-    "--param",
-    "params",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Any other strategy parameter, e.g. ratio=0.8, fill=noise, region=eyes, pattern=dots, jitter=0.5.",
-)
-
-
 @main.command("mask")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--out", "outdir", required=True, type=click.Path(path_type=Path), help="Output folder.")
@@ -225,7 +134,7 @@ def mask_cmd(images, outdir, strategy, mask_type, color, seed, occlusion, detect
 @fallback_option
 def preview_cmd(sources, out, strategies, types, count, cell, seed, detector, fallback) -> None:
     """Write a contact sheet: rows are images, columns the original then each type or strategy."""
-    from .preview import columns_for, contact_sheet
+    from ..preview import columns_for, contact_sheet
 
     names = STRATEGIES.names() if strategies == "all" else [s.strip() for s in strategies.split(",")]
     kinds = MASK_TYPES.names() if types == "all" else [t.strip() for t in types.split(",")]
@@ -364,7 +273,7 @@ def convert_cmd(
     """
     from tqdm import tqdm
 
-    from .pipeline import ConvertConfig, convert
+    from ..pipeline import ConvertConfig, convert
 
     STRATEGIES.get(strategy)
     kwargs = parse_params(params)
@@ -437,7 +346,7 @@ def convert_cmd(
 @click.option("--seed", default=0, show_default=True)
 def split_cmd(dst, by, ratios, seed) -> None:
     """Write a leak-free train/val/test split into DST's metadata.csv (stratified by label)."""
-    from .pipeline.splits import split_dataset
+    from ..pipeline.splits import split_dataset
 
     try:
         r = tuple(float(x) for x in ratios.split(","))
@@ -456,8 +365,8 @@ def split_cmd(dst, by, ratios, seed) -> None:
 @click.option("--chart", type=click.Path(path_type=Path), default=None, help="PNG chart path (default: DST/stats.png).")
 def stats_cmd(dst, chart) -> None:
     """Counts per label, split, mask type and landmark source, and skips per reason; writes a chart."""
-    from .pipeline.stats import chart as draw_chart
-    from .pipeline.stats import dataset_stats
+    from ..pipeline.stats import chart as draw_chart
+    from ..pipeline.stats import dataset_stats
 
     stats = dataset_stats(dst)
     for title, counts in stats.items():
@@ -466,211 +375,3 @@ def stats_cmd(dst, chart) -> None:
             click.echo(f"  {name:<20} {n:>7}")
     out = write_image(chart or dst / "stats.png", draw_chart(stats))
     click.echo(f"wrote {out}")
-
-
-def train_options(f):
-    """Options shared by `train` and `experiment`."""
-    opts = [
-        click.option(
-            "--model",
-            "model",
-            default="compact-cnn",
-            show_default=True,
-            help="Model (see `maskgen list`): deep-emotion[-nostn|-c50], compact-cnn, mini-xception, "
-            "resnet18, logreg, svm, random-forest.",
-        ),
-        click.option("--epochs", default=30, show_default=True),
-        click.option("--batch-size", type=int, default=None, help="Default: the model's (deep-emotion: 64)."),
-        click.option("--lr", type=float, default=None, help="Default: the model's (deep-emotion: 0.004)."),
-        click.option("--seed", default=0, show_default=True),
-        click.option(
-            "--split",
-            default="subject",
-            show_default=True,
-            type=click.Choice(["subject", "random", "given"]),
-            help="subject: no person in two splits (default when ids exist); random: by source image; "
-            "given: the data's own split column.",
-        ),
-        click.option("--class-weights", is_flag=True, help="Weight the loss by inverse class frequency."),
-        click.option("--augment/--no-augment", default=None, help="Flips, shifts, rotations (default: per model)."),
-        click.option(
-            "--l1", type=float, default=0.0, show_default=True, help="L1 weight penalty (Deep-Emotion: 0.001)."
-        ),
-        click.option("--patience", default=6, show_default=True, help="Early stopping: epochs without improvement."),
-        click.option("--time-limit", type=float, default=None, help="Stop training after this many minutes."),
-        click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
-    ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
-
-
-def require_train():
-    """The trainer package, or a one-line error naming the extra to install."""
-    try:
-        from . import train
-    except ImportError as e:
-        from .errors import MissingExtra
-
-        raise MissingExtra(
-            f"this command needs the train extra ({e.name} is missing): pip install torch==2.13.0 'maskgen[train]'"
-        ) from None
-    return train
-
-
-def make_train_args(model, epochs, batch_size, lr, seed, class_weights, augment, l1, patience, time_limit):
-    MODELS, TrainArgs = require_train().MODELS, require_train().TrainArgs  # noqa: N806
-
-    MODELS.get(model)
-    return TrainArgs(
-        model=model,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        class_weights=class_weights,
-        augment=augment,
-        l1=l1,
-        patience=patience,
-        time_limit=time_limit * 60 if time_limit else None,
-    )
-
-
-def echo_metrics(m: dict) -> None:
-    click.echo(f"accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  (n = {m['n']})")
-    for label, v in m["per_class"].items():
-        click.echo(f"  {label:<12} P {v['precision']:.2f}  R {v['recall']:.2f}  F1 {v['f1']:.2f}  n {v['support']}")
-
-
-@main.command("train")
-@click.argument("data", type=click.Path(exists=True, path_type=Path))
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
-@train_options
-def train_cmd(data, out, split, quiet, **kw) -> None:
-    """Train a FER model on DATA (a maskgen output or a labelled folder); write model, metrics, report."""
-    m = require_train().train(data, out, make_train_args(**kw), split=split, progress=not quiet)
-    click.echo(m["note"])
-    echo_metrics(m)
-    click.echo(f"report: {out / 'report.html'}")
-
-
-@main.command("evaluate")
-@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("data", type=click.Path(exists=True, path_type=Path))
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=None, help="Default: RUN/eval-<data name>.")
-@click.option("--split", default=None, help="Only the items of this split (e.g. test).")
-def evaluate_cmd(run, data, out, split) -> None:
-    """Evaluate a trained RUN on DATA: metrics, confusion matrix, saliency maps, report."""
-    m = require_train().evaluate(run, data, out, split)
-    echo_metrics(m)
-    click.echo(f"report: {(out or run / f'eval-{data.name}') / 'report.html'}")
-
-
-@main.command("experiment")
-@click.option("--clean", required=True, type=click.Path(exists=True, path_type=Path), help="The unmasked SRC.")
-@click.option(
-    "--masked",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="A `maskgen convert` output made from SRC.",
-)
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path))
-@train_options
-def experiment_cmd(clean, masked, out, split, quiet, **kw) -> None:
-    """Train on clean and on masked data, test each on both, on one split: the clean-vs-masked matrix."""
-    require_train().experiment(clean, masked, out, make_train_args(**kw), split=split, progress=not quiet)
-    click.echo((out / "matrix.md").read_text())
-    click.echo(f"report: {out / 'report.html'}")
-
-
-@main.command("predict")
-@click.argument("run", type=click.Path(path_type=Path))
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "-o",
-    "--out",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Folder for images and videos with boxes and labels drawn.",
-)
-@click.option(
-    "--mask-mode",
-    type=click.Choice(["none", "zero"]),
-    default="none",
-    show_default=True,
-    help="zero: blank the lower face before classifying (for models trained on zeroed faces).",
-)
-@detector_option
-@fallback_option
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print one JSON record per face (frame, box, label, probabilities)."
-)
-@click.option("--every", default=1, show_default=True, help="Videos: detect every N frames.")
-@click.option("--track", "tracking", is_flag=True, help="Videos: follow boxes between detections (template matching).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def predict_cmd(run, inputs, out, mask_mode, detector, fallback, as_json, every, tracking, quiet) -> None:
-    """Classify the expression of every face in INPUTS (images, folders or videos) with a trained RUN."""
-    require_train()
-    from .predict import VIDEO_SUFFIXES, Predictor, draw, predict_video
-
-    predictor = Predictor(run, detector=detector, mask_mode=mask_mode, fallback=fallback)
-    paths = [
-        p
-        for src in inputs
-        for p in (
-            expand_images((src,)) + sorted(q for q in src.rglob("*") if q.suffix.lower() in VIDEO_SUFFIXES)
-            if src.is_dir()
-            else [src]
-        )
-    ]
-    if not paths:
-        raise MaskgenError(f"no images or videos found in {', '.join(map(str, inputs))}")
-    failed = 0
-    for path in paths:
-        if not path.exists():
-            click.echo(f"Error: {path}: no such file", err=True)
-            failed += 1
-            continue
-        if path.suffix.lower() in VIDEO_SUFFIXES:
-
-            def emit(n, preds, path=path):
-                if as_json:
-                    for p in preds:
-                        click.echo(json.dumps({"source": str(path), "frame": n, **p.to_json()}))
-
-            dst = (
-                out / f"{path.stem}_pred{path.suffix if path.suffix.lower() in ('.avi', '.mp4') else '.mp4'}"
-                if out
-                else None
-            )
-            try:
-                s = predict_video(predictor, path, dst, every, tracking, emit, progress=not quiet and not as_json)
-            except MaskgenError as e:
-                click.echo(f"Error: {e}", err=True)
-                failed += 1
-                continue
-            if not as_json:
-                click.echo(
-                    f"{path}: {s.frames} frames at {s.fps:.1f} fps, faces in {s.frames_with_faces}"
-                    + (f" -> {dst}" if dst else "")
-                )
-            if s.frames_with_faces == 0:
-                click.echo(f"Note: no face found in any frame of {path}", err=True)
-            continue
-        try:
-            img = read_image(path)
-        except MaskgenError as e:
-            click.echo(f"Error: {e} (not an image or a video with a known suffix)", err=True)
-            failed += 1
-            continue
-        preds = predictor.predict(img)
-        if as_json:
-            for p in preds:
-                click.echo(json.dumps({"source": str(path), "frame": None, **p.to_json()}))
-        else:
-            faces = ", ".join(f"{p.label} {p.confidence:.0%}" for p in preds) or "no face found"
-            click.echo(f"{path}: {faces}")
-        if out is not None:
-            write_image(out / f"{path.stem}_pred.png", draw(img, preds))
-    if failed:
-        raise MaskgenError(f"{failed} input(s) could not be processed")

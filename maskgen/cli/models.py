@@ -1,0 +1,220 @@
+"""Model commands: train, evaluate, experiment, predict (the `train` extra)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import MaskgenError
+from ..io import read_image, write_image
+from . import detector_option, expand_images, fallback_option, main
+
+
+def train_options(f):
+    """Options shared by `train` and `experiment`."""
+    opts = [
+        click.option(
+            "--model",
+            "model",
+            default="compact-cnn",
+            show_default=True,
+            help="Model (see `maskgen list`): deep-emotion[-nostn|-c50], compact-cnn, mini-xception, "
+            "resnet18, logreg, svm, random-forest.",
+        ),
+        click.option("--epochs", default=30, show_default=True),
+        click.option("--batch-size", type=int, default=None, help="Default: the model's (deep-emotion: 64)."),
+        click.option("--lr", type=float, default=None, help="Default: the model's (deep-emotion: 0.004)."),
+        click.option("--seed", default=0, show_default=True),
+        click.option(
+            "--split",
+            default="subject",
+            show_default=True,
+            type=click.Choice(["subject", "random", "given"]),
+            help="subject: no person in two splits (default when ids exist); random: by source image; "
+            "given: the data's own split column.",
+        ),
+        click.option("--class-weights", is_flag=True, help="Weight the loss by inverse class frequency."),
+        click.option("--augment/--no-augment", default=None, help="Flips, shifts, rotations (default: per model)."),
+        click.option(
+            "--l1", type=float, default=0.0, show_default=True, help="L1 weight penalty (Deep-Emotion: 0.001)."
+        ),
+        click.option("--patience", default=6, show_default=True, help="Early stopping: epochs without improvement."),
+        click.option("--time-limit", type=float, default=None, help="Stop training after this many minutes."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def require_train():
+    """The trainer package, or a one-line error naming the extra to install."""
+    try:
+        from .. import train
+    except ImportError as e:
+        from ..errors import MissingExtra
+
+        raise MissingExtra(
+            f"this command needs the train extra ({e.name} is missing): pip install torch==2.13.0 'maskgen[train]'"
+        ) from None
+    return train
+
+
+def make_train_args(model, epochs, batch_size, lr, seed, class_weights, augment, l1, patience, time_limit):
+    MODELS, TrainArgs = require_train().MODELS, require_train().TrainArgs  # noqa: N806
+
+    MODELS.get(model)
+    return TrainArgs(
+        model=model,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        class_weights=class_weights,
+        augment=augment,
+        l1=l1,
+        patience=patience,
+        time_limit=time_limit * 60 if time_limit else None,
+    )
+
+
+def echo_metrics(m: dict) -> None:
+    click.echo(f"accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  (n = {m['n']})")
+    for label, v in m["per_class"].items():
+        click.echo(f"  {label:<12} P {v['precision']:.2f}  R {v['recall']:.2f}  F1 {v['f1']:.2f}  n {v['support']}")
+
+
+@main.command("train")
+@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
+@train_options
+def train_cmd(data, out, split, quiet, **kw) -> None:
+    """Train a FER model on DATA (a maskgen output or a labelled folder); write model, metrics, report."""
+    m = require_train().train(data, out, make_train_args(**kw), split=split, progress=not quiet)
+    click.echo(m["note"])
+    echo_metrics(m)
+    click.echo(f"report: {out / 'report.html'}")
+
+
+@main.command("evaluate")
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=None, help="Default: RUN/eval-<data name>.")
+@click.option("--split", default=None, help="Only the items of this split (e.g. test).")
+def evaluate_cmd(run, data, out, split) -> None:
+    """Evaluate a trained RUN on DATA: metrics, confusion matrix, saliency maps, report."""
+    m = require_train().evaluate(run, data, out, split)
+    echo_metrics(m)
+    click.echo(f"report: {(out or run / f'eval-{data.name}') / 'report.html'}")
+
+
+@main.command("experiment")
+@click.option("--clean", required=True, type=click.Path(exists=True, path_type=Path), help="The unmasked SRC.")
+@click.option(
+    "--masked",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="A `maskgen convert` output made from SRC.",
+)
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path))
+@train_options
+def experiment_cmd(clean, masked, out, split, quiet, **kw) -> None:
+    """Train on clean and on masked data, test each on both, on one split: the clean-vs-masked matrix."""
+    require_train().experiment(clean, masked, out, make_train_args(**kw), split=split, progress=not quiet)
+    click.echo((out / "matrix.md").read_text())
+    click.echo(f"report: {out / 'report.html'}")
+
+
+@main.command("predict")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for images and videos with boxes and labels drawn.",
+)
+@click.option(
+    "--mask-mode",
+    type=click.Choice(["none", "zero"]),
+    default="none",
+    show_default=True,
+    help="zero: blank the lower face before classifying (for models trained on zeroed faces).",
+)
+@detector_option
+@fallback_option
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON record per face (frame, box, label, probabilities)."
+)
+@click.option("--every", default=1, show_default=True, help="Videos: detect every N frames.")
+@click.option("--track", "tracking", is_flag=True, help="Videos: follow boxes between detections (template matching).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def predict_cmd(run, inputs, out, mask_mode, detector, fallback, as_json, every, tracking, quiet) -> None:
+    """Classify the expression of every face in INPUTS (images, folders or videos) with a trained RUN."""
+    require_train()
+    from ..predict import VIDEO_SUFFIXES, Predictor, draw, predict_video
+
+    predictor = Predictor(run, detector=detector, mask_mode=mask_mode, fallback=fallback)
+    paths = [
+        p
+        for src in inputs
+        for p in (
+            expand_images((src,)) + sorted(q for q in src.rglob("*") if q.suffix.lower() in VIDEO_SUFFIXES)
+            if src.is_dir()
+            else [src]
+        )
+    ]
+    if not paths:
+        raise MaskgenError(f"no images or videos found in {', '.join(map(str, inputs))}")
+    failed = 0
+    for path in paths:
+        if not path.exists():
+            click.echo(f"Error: {path}: no such file", err=True)
+            failed += 1
+            continue
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+
+            def emit(n, preds, path=path):
+                if as_json:
+                    for p in preds:
+                        click.echo(json.dumps({"source": str(path), "frame": n, **p.to_json()}))
+
+            dst = (
+                out / f"{path.stem}_pred{path.suffix if path.suffix.lower() in ('.avi', '.mp4') else '.mp4'}"
+                if out
+                else None
+            )
+            try:
+                s = predict_video(predictor, path, dst, every, tracking, emit, progress=not quiet and not as_json)
+            except MaskgenError as e:
+                click.echo(f"Error: {e}", err=True)
+                failed += 1
+                continue
+            if not as_json:
+                click.echo(
+                    f"{path}: {s.frames} frames at {s.fps:.1f} fps, faces in {s.frames_with_faces}"
+                    + (f" -> {dst}" if dst else "")
+                )
+            if s.frames_with_faces == 0:
+                click.echo(f"Note: no face found in any frame of {path}", err=True)
+            continue
+        try:
+            img = read_image(path)
+        except MaskgenError as e:
+            click.echo(f"Error: {e} (not an image or a video with a known suffix)", err=True)
+            failed += 1
+            continue
+        preds = predictor.predict(img)
+        if as_json:
+            for p in preds:
+                click.echo(json.dumps({"source": str(path), "frame": None, **p.to_json()}))
+        else:
+            faces = ", ".join(f"{p.label} {p.confidence:.0%}" for p in preds) or "no face found"
+            click.echo(f"{path}: {faces}")
+        if out is not None:
+            write_image(out / f"{path.stem}_pred.png", draw(img, preds))
+    if failed:
+        raise MaskgenError(f"{failed} input(s) could not be processed")
