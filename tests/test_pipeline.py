@@ -32,6 +32,14 @@ def skips_of(dst: Path) -> list[dict]:
     return [json.loads(line) for line in (dst / "skips.jsonl").read_text().splitlines()]
 
 
+def wait_for_rows(proc: subprocess.Popen, manifest: Path, rows: int, timeout: float = 60) -> None:
+    """Wait until a running conversion has journalled `rows` outputs (it must still be running then)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and (not manifest.exists() or manifest.read_text().count("\n") < rows):
+        assert proc.poll() is None, "the conversion ended before it could be interrupted"
+        time.sleep(0.02)
+
+
 def shared_manifest(dataset: str) -> dict[str, dict]:
     with open(SHARED / "manifest.csv", newline="") as f:
         return {r["path"]: r for r in csv.DictReader(f) if r["dataset"] == dataset}
@@ -212,10 +220,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     assert len(rows_of(tmp_path / "full")) > 300
     proc = subprocess.Popen([*cmd, str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     manifest = tmp_path / "killed" / "manifest.jsonl"
-    deadline = time.time() + 60
-    while time.time() < deadline and (not manifest.exists() or manifest.read_text().count("\n") < 100):
-        assert proc.poll() is None, "the conversion ended before it could be killed"
-        time.sleep(0.02)
+    wait_for_rows(proc, manifest, 100)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = manifest.read_text().count("\n")
@@ -262,11 +267,7 @@ def test_ctrl_c_exits_cleanly_with_a_hint(tmp_path):
         "2",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    manifest = tmp_path / "dst" / "manifest.jsonl"
-    deadline = time.time() + 60
-    while time.time() < deadline and (not manifest.exists() or manifest.read_text().count("\n") < 64):
-        assert proc.poll() is None, "the conversion ended before it could be interrupted"
-        time.sleep(0.02)
+    wait_for_rows(proc, tmp_path / "dst" / "manifest.jsonl", 64)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
