@@ -32,6 +32,9 @@ def skips_of(dst: Path) -> list[dict]:
     return [json.loads(line) for line in (dst / "skips.jsonl").read_text().splitlines()]
 
 
+CONVERT = [sys.executable, "-m", "maskgen", "convert"]  # the CLI in a child process, to kill or interrupt it
+
+
 def wait_for_rows(proc: subprocess.Popen, manifest: Path, rows: int, timeout: float = 60) -> None:
     """Wait until a running conversion has journalled `rows` outputs (it must still be running then)."""
     deadline = time.time() + timeout
@@ -204,10 +207,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     src = SHARED / "fer2013-dev"
     shared_set("fer2013-dev")
     cmd = [
-        sys.executable,
-        "-m",
-        "maskgen",
-        "convert",
+        *CONVERT,
         str(src),
         "--quiet",
         "--types",
@@ -257,10 +257,7 @@ def test_cli_convert_split_stats(tmp_path):
 def test_ctrl_c_exits_cleanly_with_a_hint(tmp_path):
     shared_set("fer2013-dev")
     cmd = [
-        sys.executable,
-        "-m",
-        "maskgen",
-        "convert",
+        *CONVERT,
         str(SHARED / "fer2013-dev"),
         str(tmp_path / "dst"),
         "--jobs",
