@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -113,18 +114,19 @@ def fit_68_from_5(points5: np.ndarray, blend: float = 0.5) -> np.ndarray:
     return (_five_to_68_operator(blend) @ np.asarray(points5, dtype=np.float64).ravel()).reshape(68, 2)
 
 
+_AXES_W = np.zeros((3, 68))
+_AXES_W[0, 36:42], _AXES_W[1, 42:48], _AXES_W[2, 48:68] = 1 / 6, 1 / 6, 1 / 20  # eye centres, mouth centre
+
+
 def face_axes(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Eye centre, unit 'down' vector (eyes -> mouth, perpendicular to the eye line) and unit 'right' vector."""
-    lm = np.asarray(lm, dtype=np.float64)
-    le, re = lm[36:42].mean(0), lm[42:48].mean(0)  # slices: this runs once per masked face
-    right = re - le
-    n = float(np.hypot(right[0], right[1]))
-    right = right / n if n > 0 else np.array([1.0, 0.0])
-    down = np.array([-right[1], right[0]])
-    eyes = (le + re) / 2
-    if np.dot(lm[48:68].mean(0) - eyes, down) < 0:
-        down = -down
-    return eyes, down, right
+    (lx, ly), (rx, ry), (mx, my) = (_AXES_W @ np.asarray(lm, dtype=np.float64)).tolist()  # one product: runs per face
+    dx, dy = rx - lx, ry - ly
+    n = math.hypot(dx, dy)
+    dx, dy = (dx / n, dy / n) if n > 0 else (1.0, 0.0)
+    ex, ey = (lx + rx) / 2, (ly + ry) / 2
+    sign = -1.0 if (mx - ex) * -dy + (my - ey) * dx < 0 else 1.0
+    return np.array([ex, ey]), np.array([-dy * sign, dx * sign]), np.array([dx, dy])
 
 
 def landmarks_are_sane(lm: np.ndarray, width: int, height: int, tol: float = 0.02) -> bool:

@@ -111,10 +111,11 @@ class Template:
     @property
     def jaw_width(self) -> float:
         """Distance between the outermost jaw anchors, in frame pixels."""
-        names = anchor_names()
-        return float(
-            np.linalg.norm(self.anchors[names.index("jaw_right_15")] - self.anchors[names.index("jaw_left_1")])
-        )
+        return _jaw_width(self.name)
+
+    def level_fit(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Anchors scaled to mip level `k` and the pseudo-inverse of [those anchors, 1] (cached)."""
+        return _level_fit(self.name, k)
 
     def level_index(self, scale: float) -> int:
         """The smallest mip level (index k, size FRAME / 2**k) at least as detailed as `scale`."""
@@ -131,6 +132,22 @@ MASK_TYPES: Registry[Template] = Registry("mask type")
 def _pinv(name: str) -> np.ndarray:
     a = load_template(name).anchors
     return np.linalg.pinv(np.hstack([a, np.ones((len(a), 1))]))
+
+
+@cache
+def _jaw_width(name: str) -> float:
+    a, names = load_template(name).anchors, anchor_names()
+    return float(np.linalg.norm(a[names.index("jaw_right_15")] - a[names.index("jaw_left_1")]))
+
+
+@cache
+def _level_fit(name: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    s = 0.5**k
+    anchors = load_template(name).anchors * s
+    pinv = _pinv(name) * np.array([[1 / s], [1 / s], [1.0]])
+    anchors.setflags(write=False)
+    pinv.setflags(write=False)
+    return anchors, pinv
 
 
 def _template_dir() -> Path:

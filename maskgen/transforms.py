@@ -22,7 +22,7 @@ import numpy as np
 from .detectors import detect
 from .errors import BadParameter
 from .facecache import FaceCache
-from .seeds import item_seed
+from .seeds import generator, item_seed
 from .strategies import STRATEGIES, mask
 from .templates import MASK_TYPES
 
@@ -103,8 +103,10 @@ class MaskFaces:
     def apply(self, image: Any, seed: int) -> Any:
         """Mask with an explicit seed (the same image and seed give the same result)."""
         arr, back = _to_array(image)
-        rng = np.random.default_rng(seed)
+        rng = generator(seed)  # drawn from before mask() resets this thread's generator
         apply = rng.random() < self.p
+        kind = self.types[int(rng.integers(len(self.types)))] if len(self.types) > 1 else self.types[0]
+        sub_seed = int(rng.integers(2**63))  # mask() must not redraw the numbers that chose p and the type
         occlusion = np.zeros(arr.shape[:2], np.uint8)
         if apply:
             faces = self.faces.get(arr) if self.faces is not None else None
@@ -113,8 +115,8 @@ class MaskFaces:
             if len(faces):
                 params = dict(self.params)
                 if self.strategy == "overlay":
-                    params["type"] = self.types[int(rng.integers(len(self.types)))]
-                res = mask(arr, self.strategy, faces=faces, seed=seed, **params)
+                    params["type"] = kind
+                res = mask(arr, self.strategy, faces=faces, seed=sub_seed, **params)
                 arr, occlusion = res.image, res.occlusion
             else:
                 self.unmasked += 1

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..detectors import detect
 from ..errors import BadParameter, NoFaceFound
+from ..seeds import generator
 from ..types import Faces, MaskResult
 from .base import STRATEGIES, Strategy
 
@@ -36,7 +37,7 @@ def mask(
     if image.ndim not in (2, 3) or image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4):
         raise BadParameter(f"expected an (H,W) or (H,W,C) image with C in 1-4, got shape {image.shape}")
     strat = get_strategy(strategy)
-    resolved = strat.resolve(np.random.default_rng(seed), **params)
+    resolved = strat.resolve(generator(seed), **params)
     needs = strat.needs_faces(resolved)
     if faces is None:
         faces = detect(image, detector=detector, fallback=fallback) if needs else Faces.empty()

@@ -61,6 +61,10 @@ def colour_hex(rgb: tuple[int, int, int]) -> str:
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+_MAX_VALUE: dict[np.dtype, float] = {}
+
+
 def channels_of(image: np.ndarray) -> int:
     return 1 if image.ndim == 2 else image.shape[2]
 
@@ -68,7 +72,7 @@ def channels_of(image: np.ndarray) -> int:
 def to_channels(rgb: np.ndarray, channels: int) -> np.ndarray:
     """Float RGB (..., 3) to the image's colour channels: luminance for gray, RGB otherwise (alpha excluded)."""
     if channels in (1, 2):
-        return (rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
+        return (rgb @ LUMA)[..., None]
     return rgb
 
 
@@ -83,33 +87,64 @@ def composite(
     occ = alpha >= ALPHA_EPS
     out = image.copy()
     occlusion = np.zeros(image.shape[:2], np.uint8)
-    rows = occ.any(1)
-    if not rows.any():
+    rows = np.flatnonzero(occ.any(1))
+    if not rows.size:
         return out, occlusion
-    cols = occ.any(0)
-    y0, y1 = int(rows.argmax()), len(rows) - int(rows[::-1].argmax())
-    x0, x1 = int(cols.argmax()), len(cols) - int(cols[::-1].argmax())
+    cols = np.flatnonzero(occ.any(0))
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     box_occ = occ[y0:y1, x0:x1]
-    a = (alpha[y0:y1, x0:x1] * box_occ)[..., None]
-    colour_ch = 1 if channels_of(image) in (1, 2) else 3
-    scale = np.float32(max_value(image.dtype) / 255.0)
+    gray = channels_of(image) in (1, 2)
+    a = alpha[y0:y1, x0:x1]
+    top = _MAX_VALUE.get(image.dtype) or _MAX_VALUE.setdefault(image.dtype, max_value(image.dtype))
     fill = np.asarray(fill, dtype=np.float32)
     if fill.ndim == 3 and fill.shape[:2] != (1, 1):
         fill = fill[y0:y1, x0:x1]
-    f = to_channels(fill, colour_ch) * scale
+    f = (fill @ LUMA) if gray else fill
+    if top != 255.0:
+        f = f * np.float32(top / 255.0)
     ox, oy = offset
     view = out[oy + y0 : oy + y1, ox + x0 : ox + x1]
-    src = (view[..., None] if image.ndim == 2 else view[..., :colour_ch]).astype(np.float32)
-    blended = src + (f - src) * a
-    if np.issubdtype(image.dtype, np.integer):
-        np.rint(blended, out=blended)
-        np.clip(blended, 0, max_value(image.dtype), out=blended)
-    if image.ndim == 2:
-        view[...] = blended[..., 0]
+    if gray:
+        src = view if image.ndim == 2 else view[..., 0]
     else:
-        view[..., :colour_ch] = blended
+        src, a = view[..., :3], a[..., None]
+    blended = src + (f - src) * a
+    if image.dtype.kind in "ui":
+        np.rint(blended, out=blended)
+        np.clip(blended, 0, top, out=blended)
+    src[box_occ] = blended[box_occ].astype(image.dtype, copy=False)
     occlusion[oy + y0 : oy + y1, ox + x0 : ox + x1][box_occ] = 255
     return out, occlusion
+
+
+def blend_premultiplied(out: np.ndarray, occlusion: np.ndarray, patch: np.ndarray, offset: tuple[int, int]) -> None:
+    """Blend a premultiplied float patch into `out` at `offset` (x, y), in place: RGBA (colour 0-255,
+    alpha 0-1), or (luminance, alpha) for a gray `out`. The patch must lie inside the frame.
+
+    `occlusion` gets 255 where pixels changed; pixels whose alpha is below ALPHA_EPS are left bit-for-bit.
+    An alpha channel of `out` is left alone. This is `composite` for warped templates, with fewer passes.
+    """
+    ph, pw = patch.shape[:2]
+    ox, oy = offset
+    a = patch[..., -1]
+    occ = a >= ALPHA_EPS
+    if not occ.any():
+        return
+    view = out[oy : oy + ph, ox : ox + pw]
+    top = _MAX_VALUE.get(out.dtype) or _MAX_VALUE.setdefault(out.dtype, max_value(out.dtype))
+    if out.ndim == 2 or out.shape[2] in (1, 2):
+        src = view if out.ndim == 2 else view[..., 0]
+        rgb = patch[..., 0] if patch.shape[2] == 2 else patch[..., :3] @ LUMA
+        keep = 1.0 - a
+    else:
+        src = view[..., :3]
+        rgb, keep = patch[..., :3], (1.0 - a)[..., None]
+    blended = src * keep + (rgb * np.float32(top / 255.0) if top != 255.0 else rgb)
+    if out.dtype.kind in "ui":
+        np.rint(blended, out=blended)
+        np.clip(blended, 0, top, out=blended)
+    src[occ] = blended[occ]
+    occlusion[oy : oy + ph, ox : ox + pw][occ] = 255
 
 
 def half_plane(shape: tuple[int, int], point: np.ndarray, normal: np.ndarray) -> np.ndarray:
@@ -146,11 +181,8 @@ def fill_image(
 
 def _dst_box(dst_pts: np.ndarray, out_shape: tuple[int, int]) -> tuple[int, int, int, int]:
     h, w = out_shape
-    x0 = max(int(np.floor(dst_pts[:, 0].min())), 0)
-    y0 = max(int(np.floor(dst_pts[:, 1].min())), 0)
-    x1 = min(int(np.ceil(dst_pts[:, 0].max())) + 1, w)
-    y1 = min(int(np.ceil(dst_pts[:, 1].max())) + 1, h)
-    return x0, y0, x1, y1
+    (lx, ly), (hx, hy) = np.floor(dst_pts.min(0)).tolist(), np.ceil(dst_pts.max(0)).tolist()
+    return max(int(lx), 0), max(int(ly), 0), min(int(hx) + 1, w), min(int(hy) + 1, h)
 
 
 def fit_warp(
@@ -168,14 +200,15 @@ def fit_warp(
     template anchors, so for them the piecewise warp equals a single affine and costs one warpAffine.
     `pinv` (the pseudo-inverse of [src_pts, 1]) may be given to skip the least-squares solve.
     """
-    a = np.hstack([src_pts, np.ones((len(src_pts), 1))])
-    m = (pinv if pinv is not None else np.linalg.pinv(a)) @ dst_pts
-    if np.abs(a @ m - dst_pts).max() > tol:
+    if pinv is None:
+        pinv = np.linalg.pinv(np.hstack([src_pts, np.ones((len(src_pts), 1))]))
+    m = pinv @ dst_pts
+    if np.abs(src_pts @ m[:2] + m[2] - dst_pts).max() > tol:
         return piecewise_affine_warp(src, src_pts, dst_pts, triangles, out_shape)
     x0, y0, x1, y1 = _dst_box(dst_pts, out_shape)
     if x1 <= x0 or y1 <= y0:
         return np.zeros((0, 0, src.shape[2]), np.float32), (0, 0)
-    fwd = m.T.astype(np.float64)
+    fwd = m.T.copy()
     fwd[:, 2] -= (x0, y0)
     patch = cv2.warpAffine(src, fwd, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     return (patch[..., None] if patch.ndim == 2 else patch), (x0, y0)

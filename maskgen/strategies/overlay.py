@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from functools import lru_cache
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -20,11 +22,11 @@ DEFAULT_WEIGHTS = {"surgical": 3, "cloth": 2, "n95": 1, "kn95": 2, "gas": 0.5, "
 
 
 def _choose(rng: np.random.Generator, weights: dict[str, float]) -> str:
-    names = list(weights)
-    cum = np.cumsum([float(weights[n]) for n in names])
-    if cum[-1] <= 0 or any(float(w) < 0 for w in weights.values()):
+    names, w = list(weights), [float(v) for v in weights.values()]
+    if min(w) < 0 or sum(w) <= 0:
         raise BadParameter("type weights must be non-negative and not all zero")
-    return names[min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), len(names) - 1)]
+    cum = list(accumulate(w))
+    return names[min(bisect_right(cum, rng.random() * cum[-1]), len(names) - 1)]
 
 
 def pattern_layer(kind: str, shape: tuple[int, int], period: float, seed: int) -> np.ndarray:
@@ -48,6 +50,17 @@ def pattern_layer(kind: str, shape: tuple[int, int], period: float, seed: int) -
         n = cv2.GaussianBlur(n, (0, 0), period / 3)
         return np.clip(0.5 + n / (4 * n.std() + 1e-6), 0, 1)
     return np.zeros(shape, np.float32)
+
+
+@lru_cache(maxsize=128)
+def gray_level(
+    name: str, k: int, color: str | None, strength: float, pattern: str, scale: float, pcolor: str, pseed: int
+) -> np.ndarray:
+    """`styled_level` as premultiplied (luminance, alpha): for gray images, half the channels to warp."""
+    rgba = styled_level(name, k, color, strength, pattern, scale, pcolor, pseed)
+    out = np.stack([rgba[..., :3] @ F.LUMA, rgba[..., 3]], axis=2)
+    out.setflags(write=False)
+    return out
 
 
 @lru_cache(maxsize=128)
@@ -143,21 +156,19 @@ class Overlay:
         tpl = load_template(p["type"])
         seed = p["pattern_seed"] if p["pattern"] != "none" else 0  # unpatterned styles share one cache entry
         key = (p["color"], p["strength"], p["pattern"], p["pattern_scale"], p["pattern_color"], seed)
-        out, occlusion = image, np.zeros((h, w), np.uint8)
+        out, occlusion = image.copy(), np.zeros((h, w), np.uint8)
+        scale, shift = p["scale"], p["offset"]
+        gray = image.ndim == 2 or image.shape[2] in (1, 2)
         for lm in faces.landmarks:  # one face at a time, so later faces lie on top of earlier ones
             dst = anchors_from_landmarks(lm)
-            c = dst.mean(0)
-            size = float(np.linalg.norm(lm[16] - lm[0]))
-            dst = c + p["scale"] * (dst - c) + np.array(p["offset"]) * size
+            size = float(np.hypot(*(lm[16] - lm[0])))
+            if scale != 1.0 or shift[0] or shift[1]:
+                c = dst.mean(0)
+                dst = c + scale * (dst - c) + np.array(shift) * size
             k = tpl.level_index(size / tpl.jaw_width * 1.6)
-            layer = styled_level(tpl.name, k, *key)
-            lscale = 0.5**k
-            pinv = tpl.anchor_pinv * np.array([[1 / lscale], [1 / lscale], [1.0]])  # anchors scaled to level k
-            patch, offset = F.fit_warp(layer, tpl.anchors * lscale, dst, tpl.triangles, (h, w), pinv=pinv)
-            if patch.size == 0:
-                continue
-            a = np.clip(patch[..., 3], 0, 1)
-            fill = patch[..., :3] / np.maximum(a[..., None], 1e-6)
-            out, occ = F.composite(out, a, fill, offset)
-            occlusion |= occ
-        return (out if out is not image else image.copy()), occlusion
+            anchors, pinv = tpl.level_fit(k)
+            layer = (gray_level if gray else styled_level)(tpl.name, k, *key)
+            patch, offset = F.fit_warp(layer, anchors, dst, tpl.triangles, (h, w), pinv=pinv)
+            if patch.size:
+                F.blend_premultiplied(out, occlusion, patch, offset)
+        return out, occlusion
