@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -112,21 +113,23 @@ def _resize(img: np.ndarray, size: tuple[int, int] | None, nearest: bool = False
     return cv2.resize(img, size, interpolation=interp)
 
 
-def run_chunk(records: list[Record], cfg: ConvertConfig, dst: str, excluded: dict[str, str]) -> list[dict]:
-    """Process a chunk of records; returns manifest rows ("output") and skip rows ("skip").
+IO_THREADS = 2  # image decoding, encoding and hashing release the GIL: overlap them with detection
 
-    `excluded` maps keys decided elsewhere (duplicates, unsampled variants "key#i") to a reason: message.
-    """
-    root = Path(dst)
+
+def load_chunk(
+    records: list[Record], cfg: ConvertConfig, excluded: dict[str, str], io: Executor
+) -> tuple[list[dict], list[tuple[Record, np.ndarray, str, int | None]]]:
+    """Read a chunk's images on the `io` threads: (skip rows, [(record, image, sha256, JPEG quality)])."""
     events: list[dict] = []
     loaded: list[tuple[Record, np.ndarray, str, int | None]] = []
+    futures = {r.key: io.submit(_load, r) for r in records if r.key not in excluded}
     for rec in records:
         if rec.key in excluded:
             reason, _, msg = excluded[rec.key].partition(": ")
             events.append(_skip(rec, reason, msg))
             continue
         try:
-            img, digest, quality = _load(rec)
+            img, digest, quality = futures[rec.key].result()
         except MaskgenError as e:
             events.append(
                 _skip(rec, "unreadable" if e.code in ("not_found", "unreadable", "truncated") else e.code, str(e))
@@ -136,6 +139,43 @@ def run_chunk(records: list[Record], cfg: ConvertConfig, dst: str, excluded: dic
             events.append(_skip(rec, "too_small", f"{img.shape[1]}x{img.shape[0]} is under --min-size {cfg.min_size}"))
             continue
         loaded.append((rec, img, digest, quality))
+    return events, loaded
+
+
+def run_chunk(
+    records: list[Record],
+    cfg: ConvertConfig,
+    dst: str,
+    excluded: dict[str, str],
+    preloaded: tuple[list[dict], list] | None = None,
+    io: Executor | None = None,
+) -> list[dict]:
+    """Process a chunk of records; returns manifest rows ("output") and skip rows ("skip").
+
+    `excluded` maps keys decided elsewhere (duplicates, unsampled variants "key#i") to a reason: message.
+    Reads and writes run on `io` threads (a pool of IO_THREADS if none is given); `preloaded` is this
+    chunk's `load_chunk` result when the caller read it ahead. Every file is written before it returns.
+    """
+    own = io is None
+    pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="maskgen-io") if io is None else io
+    try:
+        events, loaded = preloaded if preloaded is not None else load_chunk(records, cfg, excluded, pool)
+        writes: list[Future] = []
+        try:
+            events += _process(loaded, cfg, Path(dst), excluded, lambda *a, **k: writes.append(pool.submit(*a, **k)))
+        except BaseException:
+            wait(writes)
+            raise
+        for w in writes:
+            w.result()  # every image is on disk before its row can reach the journal
+        return events
+    finally:
+        if own:
+            pool.shutdown(wait=True)
+
+
+def _process(loaded: list, cfg: ConvertConfig, root: Path, excluded: dict[str, str], submit) -> list[dict]:
+    events: list[dict] = []
     faces_list = detect_batch([x[1] for x in loaded], detector=cfg.detector, fallback=cfg.fallback)
     for (rec, img, digest, quality), faces in zip(loaded, faces_list, strict=True):
         if len(faces) == 0:
@@ -163,12 +203,19 @@ def run_chunk(records: list[Record], cfg: ConvertConfig, dst: str, excluded: dic
                 continue
             rel = output_path(rec, cfg, variant, mask_type)
             out = _resize(res.image, cfg.size)
-            write_image(root / rel, out, quality=quality)
+            submit(write_image, root / rel, out, quality=quality)
             if cfg.occlusion:
-                write_image(root / rel.with_name(f"{rel.stem}_occlusion.png"), _resize(res.occlusion, cfg.size, True))
+                submit(
+                    write_image,
+                    root / rel.with_name(f"{rel.stem}_occlusion.png"),
+                    _resize(res.occlusion, cfg.size, True),
+                )
             if cfg.keep_original:
-                write_image(
-                    root / rel.with_name(f"{rel.stem}_original{rel.suffix}"), _resize(img, cfg.size), quality=quality
+                submit(
+                    write_image,
+                    root / rel.with_name(f"{rel.stem}_original{rel.suffix}"),
+                    _resize(img, cfg.size),
+                    quality=quality,
                 )
             sources = sorted(set(use.landmark_source))
             events.append(
