@@ -18,14 +18,26 @@ import numpy as np
 
 from .detectors import detect_batch
 from .errors import BadParameter
-from .io import IMAGE_SUFFIXES, as_rgb, read_image, write_bytes_atomic
+from .io import IMAGE_SUFFIXES, read_image, to_uint8, write_bytes_atomic
 from .types import Faces
 
 
 def content_key(image: np.ndarray) -> str:
-    """Hash of the image as RGB uint8 (so gray/RGB, float [0,1] and uint8 copies agree)."""
-    rgb = np.ascontiguousarray(as_rgb(image))
-    return hashlib.blake2b(rgb.tobytes() + str(rgb.shape).encode(), digest_size=16).hexdigest()
+    """Hash of the picture as uint8 pixels, so gray and gray-as-RGB, float [0,1] and uint8 copies agree.
+
+    A gray picture (2-D, one channel, or RGB with equal channels) is hashed as its single channel: the
+    common case of 48x48 crops then costs one small hash. Alpha is ignored.
+    """
+    arr = to_uint8(np.asarray(image))
+    if arr.ndim == 3:
+        if arr.shape[2] == 4:
+            arr = arr[..., :3]
+        if arr.shape[2] == 3 and np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 1], arr[..., 2]):
+            arr = arr[..., :1]
+        if arr.shape[2] == 1:
+            arr = arr[..., 0]
+    arr = np.ascontiguousarray(arr)
+    return hashlib.blake2b(arr.tobytes() + str(arr.shape).encode(), digest_size=16).hexdigest()
 
 
 class FaceCache:

@@ -92,6 +92,17 @@ def test_pickle_and_cache(tmp_path, crop, monkeypatch):
     assert loaded.get(torch.from_numpy(crop.copy())[None].float().div(255).permute(1, 2, 0).numpy()) is not None
 
 
+def test_content_key_agrees_across_kinds(crop, astronaut):
+    from maskgen.facecache import content_key
+
+    gray = crop if crop.ndim == 2 else crop[..., 0]
+    as_rgb = np.repeat(gray[..., None], 3, axis=2)
+    assert content_key(gray) == content_key(as_rgb) == content_key(gray[..., None]) == content_key(gray / 255.0)
+    assert content_key(Image.fromarray(as_rgb).convert("RGBA")) == content_key(gray)
+    assert content_key(astronaut) != content_key(np.asarray(Image.fromarray(astronaut).convert("L")))
+    assert content_key(gray) != content_key(gray.T.copy())  # same pixels, another picture
+
+
 def test_bad_arguments():
     with pytest.raises(UnknownName, match="choose one of"):
         MaskFaces(types=["surgical", "bandana"])

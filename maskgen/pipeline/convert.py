@@ -174,7 +174,7 @@ def convert(
                 ThreadPoolExecutor(IO_THREADS, thread_name_prefix="maskgen-io") as io,
                 ThreadPoolExecutor(1, thread_name_prefix="maskgen-read-ahead") as ahead,
             ):
-                for chunk, sub, loaded in _read_ahead(_chunks(todo, CHUNK), cfg, sub_excluded, io, ahead):
+                for chunk, sub, loaded in read_ahead(_chunks(todo, CHUNK), cfg, sub_excluded, io, ahead):
                     handle(run_chunk(chunk, cfg, str(dst), sub, preloaded=loaded, io=io))
         else:
             pool = _local_executor(jobs)
@@ -196,7 +196,7 @@ def _subset(excluded: dict[str, str], chunk: list[Record], cfg: ConvertConfig) -
     return {k: excluded[k] for k in keys if k in excluded}
 
 
-def _read_ahead(chunks, cfg: ConvertConfig, excluded: dict[str, str], io, ahead):
+def read_ahead(chunks, cfg: ConvertConfig, excluded: dict[str, str], io, ahead):
     """Yield (chunk, its exclusions, its loaded images), reading the next chunk while this one is processed."""
     pending = None
     for chunk in chunks:
