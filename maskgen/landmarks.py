@@ -129,6 +129,12 @@ def face_axes(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.array([ex, ey]), np.array([-dy * sign, dx * sign]), np.array([dx, dy])
 
 
+_SANE_W = np.zeros((6, 68))  # rows: left eye, right eye, nose tip, mouth corners, mouth centre
+_SANE_W[0, LEFT_EYE], _SANE_W[1, RIGHT_EYE] = 1 / len(LEFT_EYE), 1 / len(RIGHT_EYE)
+_SANE_W[2, NOSE_TIP], _SANE_W[3, MOUTH_LEFT], _SANE_W[4, MOUTH_RIGHT] = 1, 1, 1
+_SANE_W[5, MOUTH] = 1 / len(MOUTH)
+
+
 def landmarks_are_sane(lm: np.ndarray, width: int, height: int, tol: float = 0.02) -> bool:
     """Key points inside the frame, in order eyes above nose above mouth along the face axis.
 
@@ -136,23 +142,19 @@ def landmarks_are_sane(lm: np.ndarray, width: int, height: int, tol: float = 0.0
     lip outlines are not checked, since tight crops such as FER2013 often cut them off.
     """
     lm = np.asarray(lm, dtype=np.float64)
-    if not np.all(np.isfinite(lm)):
+    if not np.isfinite(lm).all():
         return False
-    inner = np.vstack([five_points(lm), lm[MOUTH].mean(0)])
+    inner = _SANE_W @ lm  # one product: this runs for every candidate face
+    (x0, y0), (x1, y1) = inner.min(0).tolist(), inner.max(0).tolist()
     mx, my = tol * width, tol * height
-    if (
-        inner[:, 0].min() < -mx
-        or inner[:, 0].max() > width + mx
-        or inner[:, 1].min() < -my
-        or inner[:, 1].max() > height + my
-    ):
+    if x0 < -mx or x1 > width + mx or y0 < -my or y1 > height + my:
         return False
-    le, re = lm[LEFT_EYE].mean(0), lm[RIGHT_EYE].mean(0)
-    if re[0] <= le[0]:
+    (lx, ly), (rx, ry), (nx, ny), _, _, (cx, cy) = inner.tolist()
+    if rx <= lx:
         return False
-    eyes = (le + re) / 2
-    right = (re - le) / np.linalg.norm(re - le)
-    down = np.array([-right[1], right[0]])
-    nose = np.dot(lm[NOSE_TIP] - eyes, down)
-    mouth = np.dot(lm[MOUTH].mean(0) - eyes, down)
+    n = math.hypot(rx - lx, ry - ly)
+    ux, uy = (rx - lx) / n, (ry - ly) / n  # eye line; 'down' is (-uy, ux)
+    ex, ey = (lx + rx) / 2, (ly + ry) / 2
+    nose = (nx - ex) * -uy + (ny - ey) * ux
+    mouth = (cx - ex) * -uy + (cy - ey) * ux
     return bool(0 < nose < mouth)

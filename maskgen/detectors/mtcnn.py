@@ -90,7 +90,9 @@ class MTCNNDetector:
         One forward pass for the whole batch; returns (box (1,4), score (1,), points (1,5,2)) per image.
         """
         net = self.net
-        x = np.stack([cv2.resize(r, (48, 48), interpolation=cv2.INTER_AREA) for r in rgbs]).astype(np.float32)
+        x = np.stack(
+            [r if r.shape[:2] == (48, 48) else cv2.resize(r, (48, 48), interpolation=cv2.INTER_AREA) for r in rgbs]
+        ).astype(np.float32)
         x = ((x - 127.5) * 0.0078125).transpose(0, 2, 1, 3)  # the converted weights expect (N, W, H, C)
         net._onet.setInput(np.ascontiguousarray(x))
         reg, pts, prob = net._onet.forward(["dense_5", "dense_6", "softmax_2"])
