@@ -40,9 +40,16 @@ def test_modes_are_kept(astronaut):
     deep = astronaut.astype(np.uint16) * 257
     res16 = mg.mask(deep, faces=face, type="surgical")
     assert res16.image.dtype == np.uint16 and res16.image.max() > 255
-    gray = astronaut.mean(2).astype(np.uint8)
+    gray = np.rint(astronaut @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
     resg = mg.mask(gray, faces=face, type="surgical", color="red")
     assert resg.image.ndim == 2  # grayscale in, grayscale out
+    # gray images warp a luminance template: the result is the luminance of the colour result
+    resc = mg.mask(astronaut, faces=face, type="surgical", color="red")
+    luma = np.rint(resc.image @ np.array([0.299, 0.587, 0.114]))
+    assert np.array_equal(resg.occlusion, resc.occlusion)
+    assert np.abs(resg.image.astype(int) - luma).max() <= 2
+    resf = mg.mask(astronaut / 255.0, faces=face, type="surgical", color="red")  # float images stay in [0, 1]
+    assert resf.image.dtype == np.float64 and np.abs(resf.image * 255 - resc.image).max() <= 1
 
 
 @pytest.mark.parametrize(
