@@ -2,8 +2,8 @@
 
 Each row reads every image, detects (in chunks of 64, as `convert` does), masks and writes it to a
 temp folder, in one process, one step after another; best of three runs. `in-memory` leaves out reading
-and writing. `pipeline` runs the same through `convert`'s own chunk runner, which reads the next chunk
-and writes this one on I/O threads while the models run (and also hashes each source, as convert does).
+and writing. `pipeline` runs the same through `convert`'s own chunk runner, which reads and writes each chunk
+on two I/O threads (and also hashes each source and builds its manifest rows, as convert does).
 Targets (issue 5): with the aligned prior, zero >= 0.5x the floor and overlay >= 0.25x; with the
 default detector, FER2013-size crops at >= 700 images/s. Usage: python bench/strategies.py [SHARED_DATA]
 """
@@ -19,7 +19,6 @@ from pathlib import Path
 
 import maskgen as mg
 from maskgen.detectors import detect_batch
-from maskgen.pipeline.convert import read_ahead
 from maskgen.pipeline.items import IO_THREADS, ConvertConfig, run_chunk
 from maskgen.pipeline.sources import Record
 
@@ -54,9 +53,9 @@ def pipeline(paths: list[Path], out: Path, strategy: str, detector: str, params:
     records = [Record(key=f"{i}_{p.name}", path=p) for i, p in enumerate(paths)]
     chunks = (records[i : i + CHUNK] for i in range(0, len(records), CHUNK))
     t = time.perf_counter()
-    with ThreadPoolExecutor(IO_THREADS) as io, ThreadPoolExecutor(1) as ahead:
-        for chunk, sub, loaded in read_ahead(chunks, cfg, {}, io, ahead):
-            run_chunk(chunk, cfg, str(out), sub, preloaded=loaded, io=io)
+    with ThreadPoolExecutor(IO_THREADS) as io:
+        for chunk in chunks:
+            run_chunk(chunk, cfg, str(out), {}, io=io)
     return len(paths) / (time.perf_counter() - t)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import BadParameter, MaskgenError
 from . import manifest as mf
 from .dataset_tools import find_duplicates, stratified_sample
-from .items import IO_THREADS, ConvertConfig, load_chunk, run_chunk
+from .items import IO_THREADS, ConvertConfig, run_chunk
 from .sources import Record, iter_records
 
 CHUNK = 64
@@ -172,10 +172,9 @@ def convert(
             with (
                 single_threaded_opencv(),  # --jobs N means N cores for the models
                 ThreadPoolExecutor(IO_THREADS, thread_name_prefix="maskgen-io") as io,
-                ThreadPoolExecutor(1, thread_name_prefix="maskgen-read-ahead") as ahead,
             ):
-                for chunk, sub, loaded in read_ahead(_chunks(todo, CHUNK), cfg, sub_excluded, io, ahead):
-                    handle(run_chunk(chunk, cfg, str(dst), sub, preloaded=loaded, io=io))
+                for chunk in _chunks(todo, CHUNK):
+                    handle(run_chunk(chunk, cfg, str(dst), _subset(sub_excluded, chunk, cfg), io=io))
         else:
             pool = _local_executor(jobs)
             try:
@@ -194,19 +193,6 @@ def _subset(excluded: dict[str, str], chunk: list[Record], cfg: ConvertConfig) -
         return {}
     keys = [k for r in chunk for k in (r.key, *(f"{r.key}#{v}" for v, _ in cfg.plan()))]
     return {k: excluded[k] for k in keys if k in excluded}
-
-
-def read_ahead(chunks, cfg: ConvertConfig, excluded: dict[str, str], io, ahead):
-    """Yield (chunk, its exclusions, its loaded images), reading the next chunk while this one is processed."""
-    pending = None
-    for chunk in chunks:
-        sub = _subset(excluded, chunk, cfg)
-        fut = ahead.submit(load_chunk, chunk, cfg, sub, io)
-        if pending is not None:
-            yield pending[0], pending[1], pending[2].result()
-        pending = (chunk, sub, fut)
-    if pending is not None:
-        yield pending[0], pending[1], pending[2].result()
 
 
 def _run_pool(pool, todo, cfg, dst, excluded, handle, jobs: int) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,7 +18,7 @@ import numpy as np
 
 from ..detectors import detect_batch
 from ..errors import MaskgenError, NotAnImage
-from ..io import read_image_with_info, write_image
+from ..io import encode_image, format_for, read_image_with_info, write_bytes_atomic
 from ..seeds import item_seed
 from ..strategies import mask
 from ..templates import load_template
@@ -143,38 +143,39 @@ def load_chunk(
 
 
 def run_chunk(
-    records: list[Record],
-    cfg: ConvertConfig,
-    dst: str,
-    excluded: dict[str, str],
-    preloaded: tuple[list[dict], list] | None = None,
-    io: Executor | None = None,
+    records: list[Record], cfg: ConvertConfig, dst: str, excluded: dict[str, str], io: Executor | None = None
 ) -> list[dict]:
     """Process a chunk of records; returns manifest rows ("output") and skip rows ("skip").
 
     `excluded` maps keys decided elsewhere (duplicates, unsampled variants "key#i") to a reason: message.
-    Reads and writes run on `io` threads (a pool of IO_THREADS if none is given); `preloaded` is this
-    chunk's `load_chunk` result when the caller read it ahead. Every file is written before it returns.
+    File I/O runs in two bursts on the `io` threads (a pool of IO_THREADS if none is given) while this
+    thread waits: the chunk's reads before detection, its writes after masking. (Interleaving I/O threads
+    with the masking itself was slower: many small GIL hand-offs cost more than they hid.) Every file is on
+    disk before the rows are returned.
     """
     own = io is None
     pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="maskgen-io") if io is None else io
     try:
-        events, loaded = preloaded if preloaded is not None else load_chunk(records, cfg, excluded, pool)
-        writes: list[Future] = []
-        try:
-            events += _process(loaded, cfg, Path(dst), excluded, lambda *a, **k: writes.append(pool.submit(*a, **k)))
-        except BaseException:
-            wait(writes)
-            raise
-        for w in writes:
-            w.result()  # every image is on disk before its row can reach the journal
+        events, loaded = load_chunk(records, cfg, excluded, pool)
+        encoded: list[tuple[Path, bytes]] = []
+
+        def write(path: Path, img: np.ndarray, quality: int | None = None) -> None:
+            fmt = format_for(path)
+            try:
+                encoded.append((path, encode_image(img, fmt, quality)))
+            except OSError as e:
+                raise MaskgenError(f"{path}: cannot encode as {fmt} ({e})") from None
+
+        events += _process(loaded, cfg, Path(dst), excluded, write)
+        for f in [pool.submit(write_bytes_atomic, path, data) for path, data in encoded]:
+            f.result()
         return events
     finally:
         if own:
             pool.shutdown(wait=True)
 
 
-def _process(loaded: list, cfg: ConvertConfig, root: Path, excluded: dict[str, str], submit) -> list[dict]:
+def _process(loaded: list, cfg: ConvertConfig, root: Path, excluded: dict[str, str], write) -> list[dict]:
     events: list[dict] = []
     faces_list = detect_batch([x[1] for x in loaded], detector=cfg.detector, fallback=cfg.fallback)
     for (rec, img, digest, quality), faces in zip(loaded, faces_list, strict=True):
@@ -203,16 +204,14 @@ def _process(loaded: list, cfg: ConvertConfig, root: Path, excluded: dict[str, s
                 continue
             rel = output_path(rec, cfg, variant, mask_type)
             out = _resize(res.image, cfg.size)
-            submit(write_image, root / rel, out, quality=quality)
+            write(root / rel, out, quality=quality)
             if cfg.occlusion:
-                submit(
-                    write_image,
+                write(
                     root / rel.with_name(f"{rel.stem}_occlusion.png"),
                     _resize(res.occlusion, cfg.size, True),
                 )
             if cfg.keep_original:
-                submit(
-                    write_image,
+                write(
                     root / rel.with_name(f"{rel.stem}_original{rel.suffix}"),
                     _resize(img, cfg.size),
                     quality=quality,
