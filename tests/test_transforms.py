@@ -13,7 +13,7 @@ import maskgen as mg
 from maskgen.errors import BadParameter, UnknownName
 from maskgen.transforms import HFMask, MaskFaces
 
-from .conftest import EXAMPLES, REPO
+from .conftest import EXAMPLES, REPO, SHARED
 
 torch = pytest.importorskip("torch")
 
@@ -154,3 +154,60 @@ def test_shell_examples_run(tmp_path, script, product):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "o" / product).exists()
+
+
+def small_batch() -> tuple[np.ndarray, mg.FaceCache]:
+    """48x48 gray crops of real faces: the shipped ones, their mirror images and shifted copies, and
+    FER2013 crops when the shared data is present."""
+    crops = [
+        mg.read_image(EXAMPLES / d / f) for d, f in (("happy", "astronaut_48.png"), ("neutral", "grace_hopper_48.png"))
+    ]
+    crops = [c if c.ndim == 2 else c.mean(2).astype(np.uint8) for c in crops]
+    crops += [c[:, ::-1].copy() for c in crops] + [np.roll(c, 2, axis=1) for c in crops]
+    fer = sorted((SHARED / "fer2013-dev").glob("*/*"))[:40]
+    crops += [mg.read_image(p) for p in fer]
+    x = np.stack(crops)
+    return x, mg.precompute_faces(list(x))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"strategy": "zero"},
+        {"strategy": "zero", "fill": "noise"},
+        {"types": "random", "p": 0.7},
+        {"types": ["kn95", "gas"], "color": "random", "jitter": 1.0},
+    ],
+)
+def test_batch_equals_one_by_one(kwargs):
+    x, cache = small_batch()
+    one = MaskFaces(faces=cache, seed=3, return_occlusion=True, **kwargs)
+    many = MaskFaces(faces=cache, seed=3, return_occlusion=True, **kwargs)
+    singles = [one(im) for im in x]
+    out, occ = many.batch(x)
+    assert out.shape == x.shape and out.dtype == np.uint8 and occ.shape == x.shape
+    assert all(np.array_equal(a, b) for (a, _), b in zip(singles, out, strict=True))
+    assert all(np.array_equal(a, b) for (_, a), b in zip(singles, occ, strict=True))
+    masked = [not np.array_equal(a, b) for a, b in zip(x, out, strict=True)]
+    assert sum(masked) >= (0.5 if kwargs.get("p") else 0.9) * len(x)
+    rgb = np.repeat(x[..., None], 3, axis=3)  # colour batches take the same path
+    colour = MaskFaces(faces=cache, seed=3, **kwargs).batch(rgb)
+    assert colour.shape == rgb.shape and not np.array_equal(colour, rgb)
+
+
+def test_mask_collate_in_a_dataloader():
+    from torch.utils.data import DataLoader
+
+    from maskgen.transforms import MaskCollate
+
+    x, cache = small_batch()
+    items = [(x[i], i % 3) for i in range(len(x))]
+    collate = MaskCollate(MaskFaces(types="random", faces=cache, seed=0))
+    batches = list(DataLoader(items, batch_size=8, num_workers=2, collate_fn=collate))
+    images = torch.cat([b[0] for b in batches])
+    labels = torch.cat([b[1] for b in batches])
+    assert images.dtype == torch.uint8 and images.shape == x.shape
+    assert labels.tolist() == [i % 3 for i in range(len(x))]
+    assert (images.numpy() != x).any(axis=(1, 2)).mean() > 0.9
+    with pytest.raises(BadParameter, match="uint8"):
+        collate([(x[0].astype(np.float32), 0)])

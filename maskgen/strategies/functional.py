@@ -155,6 +155,45 @@ def half_plane(shape: tuple[int, int], point: np.ndarray, normal: np.ndarray) ->
     return np.clip(ys[:, None] + xs[None, :] + np.float32(0.5), 0, 1)  # pixel centres on integer coordinates
 
 
+def half_planes(shape: tuple[int, int], points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    """`half_plane` for B (point, normal) pairs at once: (B, H, W), element for element the same values."""
+    h, w = shape
+    px, py = np.asarray(points, np.float32).T
+    nx, ny = np.asarray(normals, np.float32).T
+    xs = (np.arange(w, dtype=np.float32)[None, :] - px[:, None]) * nx[:, None]
+    ys = (np.arange(h, dtype=np.float32)[None, :] - py[:, None]) * ny[:, None]
+    return np.clip(ys[:, :, None] + xs[:, None, :] + np.float32(0.5), 0, 1)
+
+
+def composite_batch(images: np.ndarray, alphas: np.ndarray, fills: np.ndarray) -> np.ndarray:
+    """`composite` of B uint8 images at once, in place: fills are (B, 1, 1) luminance for gray (B,H,W)
+    images, (B, 1, 1, 3) RGB otherwise. Returns the (B,H,W) occlusion as bool. Same bytes as `composite`."""
+    occ = alphas >= ALPHA_EPS
+    src = images if images.ndim == 3 else images[..., :3]
+    a = alphas if images.ndim == 3 else alphas[..., None]
+    blended = src + (fills - src) * a
+    np.rint(blended, out=blended)
+    np.clip(blended, 0, 255, out=blended)
+    src[occ] = blended[occ].astype(np.uint8)
+    return occ
+
+
+def blend_premultiplied_batch(images: np.ndarray, canvas: np.ndarray) -> np.ndarray:
+    """`blend_premultiplied` of B uint8 images at once, in place, from a (B,H,W,2|4) canvas of pasted
+    patches (zero elsewhere). Returns the (B,H,W) occlusion as bool. Same bytes as the one-image blend."""
+    a = canvas[..., -1]
+    occ = a >= ALPHA_EPS
+    if images.ndim == 3:
+        src, rgb, keep = images, canvas[..., 0], 1.0 - a
+    else:
+        src, rgb, keep = images[..., :3], canvas[..., :3], (1.0 - a)[..., None]
+    blended = src * keep + rgb
+    np.rint(blended, out=blended)
+    np.clip(blended, 0, 255, out=blended)
+    src[occ] = blended[occ]
+    return occ
+
+
 def polygon(shape: tuple[int, int], pts: np.ndarray, aa: bool = True) -> np.ndarray:
     """Float alpha of a filled polygon, anti-aliased at 1/16 px precision."""
     m = np.zeros(shape, np.uint8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterator
 from functools import lru_cache
 from itertools import accumulate
 from typing import Any
@@ -151,15 +152,19 @@ class Overlay:
             "scale": float(scale),
         }
 
-    def apply(self, image: np.ndarray, faces: Faces, **p: Any) -> tuple[np.ndarray, np.ndarray]:
-        h, w = image.shape[:2]
+    def patches(self, shape: tuple[int, ...], faces: Faces, **p: Any) -> Iterator[tuple[np.ndarray, tuple[int, int]]]:
+        """The warped template of each face as (premultiplied patch, (x, y) offset), in drawing order.
+
+        Patches are (luminance, alpha) for gray shapes (H,W), (H,W,1), (H,W,2), RGBA otherwise; each lies
+        inside the frame. `apply` blends them one by one; `MaskFaces.batch` blends a whole batch at once.
+        """
+        h, w = shape[:2]
         tpl = load_template(p["type"])
         seed = p["pattern_seed"] if p["pattern"] != "none" else 0  # unpatterned styles share one cache entry
         key = (p["color"], p["strength"], p["pattern"], p["pattern_scale"], p["pattern_color"], seed)
-        out, occlusion = image.copy(), np.zeros((h, w), np.uint8)
         scale, shift = p["scale"], p["offset"]
-        gray = image.ndim == 2 or image.shape[2] in (1, 2)
-        for lm in faces.landmarks:  # one face at a time, so later faces lie on top of earlier ones
+        gray = len(shape) == 2 or shape[2] in (1, 2)
+        for lm in faces.landmarks:
             dst = anchors_from_landmarks(lm)
             size = float(np.hypot(*(lm[16] - lm[0])))
             if scale != 1.0 or shift[0] or shift[1]:
@@ -170,5 +175,10 @@ class Overlay:
             layer = (gray_level if gray else styled_level)(tpl.name, k, *key)
             patch, offset = F.fit_warp(layer, anchors, dst, tpl.triangles, (h, w), pinv=pinv)
             if patch.size:
-                F.blend_premultiplied(out, occlusion, patch, offset)
+                yield patch, offset
+
+    def apply(self, image: np.ndarray, faces: Faces, **p: Any) -> tuple[np.ndarray, np.ndarray]:
+        out, occlusion = image.copy(), np.zeros(image.shape[:2], np.uint8)
+        for patch, offset in self.patches(image.shape, faces, **p):  # later faces lie on top of earlier ones
+            F.blend_premultiplied(out, occlusion, patch, offset)
         return out, occlusion
