@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from collections.abc import Iterator
 from functools import lru_cache
@@ -166,7 +167,8 @@ class Overlay:
         gray = len(shape) == 2 or shape[2] in (1, 2)
         for lm in faces.landmarks:
             dst = anchors_from_landmarks(lm)
-            size = float(np.hypot(*(lm[16] - lm[0])))
+            (x0, y0), (x1, y1) = lm[0].tolist(), lm[16].tolist()
+            size = math.hypot(x1 - x0, y1 - y0)
             if scale != 1.0 or shift[0] or shift[1]:
                 c = dst.mean(0)
                 dst = c + scale * (dst - c) + np.array(shift) * size
