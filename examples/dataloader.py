@@ -10,12 +10,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 import maskgen as mg
-from maskgen.transforms import MaskFaces
+from maskgen.transforms import MaskCollate, MaskFaces
 
 ROOT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent / "faces"
 
@@ -56,7 +57,21 @@ def epoch_sums(seed: int) -> list[float]:
     return sums
 
 
+def batch_masking() -> None:
+    """The same masks, applied to whole batches by the collate_fn (cheaper for small crops)."""
+    paths = sorted(p for p in ROOT.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    images = [mg.read_image(p) for p in paths]
+    gray = [im if im.ndim == 2 else cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) for im in images]
+    crops = [(cv2.resize(g, (48, 48), interpolation=cv2.INTER_AREA), 0) for g in gray]
+    cache48 = mg.precompute_faces([c for c, _ in crops])  # faces of the 48x48 copies
+    tf = MaskFaces(types="random", seed=0, faces=cache48)
+    for x, _ in DataLoader(crops, batch_size=4, num_workers=2, collate_fn=MaskCollate(tf)):
+        assert x.dtype == torch.uint8  # make floats after masking: x.float() / 255
+        print(f"batch {tuple(x.shape)} masked in one pass")
+
+
 if __name__ == "__main__":
     first = epoch_sums(seed=1)
     again = epoch_sums(seed=1)
     print("reproducible with the same seed:", first == again)
+    batch_masking()
