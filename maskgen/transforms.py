@@ -23,7 +23,7 @@ from .detectors import detect
 from .errors import BadParameter
 from .facecache import FaceCache
 from .seeds import generator, item_seed
-from .strategies import STRATEGIES, get_strategy
+from .strategies import STRATEGIES, check_image, get_strategy
 from .strategies import functional as F
 from .strategies.zero import split_point
 from .templates import MASK_TYPES
@@ -125,11 +125,12 @@ class MaskFaces:
     def apply(self, image: Any, seed: int) -> Any:
         """Mask with an explicit seed (the same image and seed give the same result)."""
         arr, back = _to_array(image)
+        arr = check_image(arr)
         drawn = self._draw(arr, seed)
         if drawn is None:
             occlusion = np.zeros(arr.shape[:2], np.uint8)
         else:
-            arr, occlusion = get_strategy(self.strategy).apply(np.asarray(arr), drawn[0], **drawn[1])
+            arr, occlusion = get_strategy(self.strategy).apply(arr, drawn[0], **drawn[1])
         out = back(arr)
         return (out, occlusion) if self.return_occlusion else out
 

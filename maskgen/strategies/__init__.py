@@ -23,6 +23,14 @@ def get_strategy(name: str) -> Strategy:
     return _CACHE[name]
 
 
+def check_image(image: np.ndarray) -> np.ndarray:
+    """The image as an array, or a one-line error if it is not (H,W) or (H,W,C) with C in 1-4."""
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4):
+        raise BadParameter(f"expected an (H,W) or (H,W,C) image with C in 1-4, got shape {image.shape}")
+    return image
+
+
 def mask(
     image: np.ndarray,
     strategy: str = "overlay",
@@ -33,9 +41,7 @@ def mask(
     **params: Any,
 ) -> MaskResult:
     """Mask the faces in `image`; `result.params` replays the same bytes: mask(image, strategy, faces=..., **params)."""
-    image = np.asarray(image)
-    if image.ndim not in (2, 3) or image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4):
-        raise BadParameter(f"expected an (H,W) or (H,W,C) image with C in 1-4, got shape {image.shape}")
+    image = check_image(image)
     strat = get_strategy(strategy)
     resolved = strat.resolve(generator(seed), **params)
     needs = strat.needs_faces(resolved)
@@ -47,4 +53,4 @@ def mask(
     return MaskResult(out, occ, faces, strategy, resolved)
 
 
-__all__ = ["STRATEGIES", "Strategy", "get_strategy", "mask"]
+__all__ = ["STRATEGIES", "Strategy", "check_image", "get_strategy", "mask"]
