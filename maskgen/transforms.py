@@ -107,8 +107,8 @@ class MaskFaces:
         """Whether and how to mask this image: (faces, resolved params), or None to leave it."""
         rng = generator(seed)  # drawn from before the strategy resets this thread's generator
         apply = rng.random() < self.p
-        kind = self.types[int(rng.integers(len(self.types)))] if len(self.types) > 1 else self.types[0]
-        sub_seed = int(rng.integers(2**63))  # the strategy must not redraw the numbers that chose p and the type
+        kind = self.types[min(int(rng.random() * len(self.types)), len(self.types) - 1)]
+        sub_seed = int(rng.bit_generator.random_raw()) >> 1  # the strategy must not redraw the numbers above
         if not apply:
             return None
         faces = self.faces.get(arr) if self.faces is not None else None

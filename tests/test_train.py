@@ -79,6 +79,15 @@ def test_run_outputs_are_valid(tmp_path, ckplus):
     assert meta["split"]["mode"] == "subject" and meta["preprocess"]["size"] == 48
 
 
+def test_unknown_optimizer_is_a_one_line_error():
+    from maskgen.errors import BadParameter
+    from maskgen.train.loop import fit_torch
+
+    x, y = np.zeros((16, 48, 48), np.uint8), np.arange(16) % 2
+    with pytest.raises(BadParameter, match="optimizer must be"):
+        fit_torch(TrainArgs(model="deep-emotion", optimizer="sgd", epochs=1), 2, x, y, x, y, progress=False)
+
+
 def test_cli_train_evaluate_experiment(tmp_path):
     shared_set("ckplus48-dev")
     runner = CliRunner()
@@ -93,11 +102,14 @@ def test_cli_train_evaluate_experiment(tmp_path):
             "deep-emotion",
             "--epochs",
             "3",
+            "--optimizer",
+            "adamw",
             "-q",
         ],
     )
     assert res.exit_code == 0, res.output
     assert "subject split" in res.output and "accuracy" in res.output
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["train_args"]["optimizer"] == "adamw"
     res = runner.invoke(main, ["evaluate", str(tmp_path / "run"), str(SHARED / "ckplus48-dev")])
     assert res.exit_code == 0 and "accuracy" in res.output
     assert (tmp_path / "run" / "eval-ckplus48-dev" / "report.html").exists()

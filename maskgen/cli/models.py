@@ -38,6 +38,13 @@ def train_options(f):
         click.option("--class-weights", is_flag=True, help="Weight the loss by inverse class frequency."),
         click.option("--augment/--no-augment", default=None, help="Flips, shifts, rotations (default: per model)."),
         click.option(
+            "--optimizer",
+            type=click.Choice(["adam", "adamw"]),
+            default=None,
+            help="adam: constant rate, as Deep-Emotion was published; adamw: AdamW with a one-cycle schedule "
+            "(default: per model; deep-emotion: adam).",
+        ),
+        click.option(
             "--l1", type=float, default=0.0, show_default=True, help="L1 weight penalty (Deep-Emotion: 0.001)."
         ),
         click.option("--patience", default=6, show_default=True, help="Early stopping: epochs without improvement."),
@@ -62,7 +69,7 @@ def require_train():
     return train
 
 
-def make_train_args(model, epochs, batch_size, lr, seed, class_weights, augment, l1, patience, time_limit):
+def make_train_args(model, epochs, batch_size, lr, seed, class_weights, augment, optimizer, l1, patience, time_limit):
     MODELS, TrainArgs = require_train().MODELS, require_train().TrainArgs  # noqa: N806
 
     MODELS.get(model)
@@ -74,6 +81,7 @@ def make_train_args(model, epochs, batch_size, lr, seed, class_weights, augment,
         seed=seed,
         class_weights=class_weights,
         augment=augment,
+        optimizer=optimizer,
         l1=l1,
         patience=patience,
         time_limit=time_limit * 60 if time_limit else None,

@@ -136,7 +136,7 @@ class Overlay:
         if not 0 <= strength <= 1:
             raise BadParameter(f"strength must be in [0, 1], got {strength}")
         if pattern_seed is None:
-            pattern_seed = int(rng.integers(2**31))
+            pattern_seed = int(rng.bit_generator.random_raw()) >> 33  # 31 bits
         if offset is None or scale is None:
             j = float(jitter)
             offset = (float(rng.uniform(-j, j)) * 0.1, float(rng.uniform(-j, j)) * 0.1) if j else (0.0, 0.0)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import BadParameter
 from .models import CLASSICAL, MODELS, TORCH_DEFAULTS, hog_features
 
 
@@ -25,6 +26,7 @@ class TrainArgs:
     seed: int = 0
     class_weights: bool = False
     augment: bool | None = None  # None: the model's default
+    optimizer: str | None = None  # "adam" (constant rate) or "adamw" (one-cycle); None: the model's default
     l1: float = 0.0
     patience: int = 6
     time_limit: float | None = None  # seconds; training stops after the epoch that crosses it
@@ -88,6 +90,8 @@ def fit_torch(
     from tqdm import tqdm
 
     p = args.resolved()
+    if p["optimizer"] not in ("adam", "adamw"):
+        raise BadParameter(f"optimizer must be 'adam' or 'adamw', got {p['optimizer']!r}")
     torch.manual_seed(args.seed)
     torch.set_num_threads(os.cpu_count() or 1)
     g = torch.Generator().manual_seed(args.seed)
