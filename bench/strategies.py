@@ -2,8 +2,8 @@
 
 Each row reads every image, detects (in chunks of 64, as `convert` does), masks and writes it to a
 temp folder, in one process, one step after another; best of three runs. `in-memory` leaves out reading
-and writing. `pipeline` runs the same through `convert`'s own chunk runner, which reads and writes each chunk
-on two I/O threads (and also hashes each source and builds its manifest rows, as convert does).
+and writing. `pipeline` runs the same through `convert`'s own chunk runner (which also hashes each source and
+builds its manifest rows). Reading and writing on I/O threads was tried and gained nothing here.
 Targets (issue 5): with the aligned prior, zero >= 0.5x the floor and overlay >= 0.25x; with the
 default detector, FER2013-size crops at >= 700 images/s. Usage: python bench/strategies.py [SHARED_DATA]
 """
@@ -13,13 +13,12 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import maskgen as mg
 from maskgen.detectors import detect_batch
-from maskgen.pipeline.items import IO_THREADS, ConvertConfig, run_chunk
+from maskgen.pipeline.items import ConvertConfig, run_chunk
 from maskgen.pipeline.sources import Record
 
 ROOT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -46,16 +45,15 @@ def run(paths: list[Path], out: Path | None, strategy: str | None, detector: str
 
 
 def pipeline(paths: list[Path], out: Path, strategy: str, detector: str, params: dict) -> float:
-    """Images per second through `run_chunk` with read-ahead, as `maskgen convert` runs in one process."""
+    """Images per second through `run_chunk`, as `maskgen convert` runs in one process."""
     cfg = ConvertConfig(strategy=strategy, detector=detector, params={k: v for k, v in params.items() if k != "type"})
     if "type" in params:
         cfg = replace(cfg, types=(params["type"],))
     records = [Record(key=f"{i}_{p.name}", path=p) for i, p in enumerate(paths)]
     chunks = (records[i : i + CHUNK] for i in range(0, len(records), CHUNK))
     t = time.perf_counter()
-    with ThreadPoolExecutor(IO_THREADS) as io:
-        for chunk in chunks:
-            run_chunk(chunk, cfg, str(out), {}, io=io)
+    for chunk in chunks:
+        run_chunk(chunk, cfg, str(out), {})
     return len(paths) / (time.perf_counter() - t)
 
 

@@ -49,10 +49,8 @@ class MTCNNDetector:
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
         onet_threshold: float = 0.5,
         min_face_size: int = 20,
-        small_min_face: float = 0.25,
     ) -> None:
         self.min_side = min_side
-        self.small_min_face = small_min_face  # smallest face in an upscaled small crop, as a share of its side
         self.thresholds = thresholds
         self.onet_threshold = onet_threshold
         self.min_face_size = min_face_size
@@ -70,11 +68,11 @@ class MTCNNDetector:
         return self._net
 
     # -- the two ways of finding a face -------------------------------------------------------------
-    def _cascade(self, rgb: np.ndarray, min_face: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _cascade(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Full P/R/O-Net cascade; returns boxes (N,4), scores (N,), float points (N,5,2)."""
         net = self.net
         h, w = rgb.shape[:2]
-        m = 12 / (min_face or net.min_face_size)
+        m = 12 / net.min_face_size
         # The package's detect_faces rounds points to ints; its stages give floats (pinned version 1.0.2).
         scales = net._MTCNN__compute_scale_pyramid(m, min(h, w) * m)
         result = (scales, self._status_cls(width=w, height=h))
@@ -112,11 +110,9 @@ class MTCNNDetector:
         pad = int(round(pad_frac * max(h, w)))
         work = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else rgb
         scale = max(1.0, self.min_side / min(work.shape[:2]))
-        min_face = None
-        if scale > 1:  # an upscaled crop: its face fills much of it, so skip the pyramid's finest levels
+        if scale > 1:
             work = cv2.resize(work, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-            min_face = self.small_min_face * min(work.shape[:2])
-        boxes, scores, pts = self._cascade(work, min_face)
+        boxes, scores, pts = self._cascade(work)
         return boxes / scale - pad, scores, pts / scale - pad
 
     @staticmethod

@@ -8,7 +8,7 @@ import os
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import BadParameter, MaskgenError
 from . import manifest as mf
 from .dataset_tools import find_duplicates, stratified_sample
-from .items import IO_THREADS, ConvertConfig, run_chunk
+from .items import ConvertConfig, run_chunk
 from .sources import Record, iter_records
 
 CHUNK = 64
@@ -169,12 +169,9 @@ def convert(
         if executor == "dask":
             _run_dask(todo, cfg, dst, sub_excluded, handle, scheduler)
         elif jobs <= 1:
-            with (
-                single_threaded_opencv(),  # --jobs N means N cores for the models
-                ThreadPoolExecutor(IO_THREADS, thread_name_prefix="maskgen-io") as io,
-            ):
+            with single_threaded_opencv():  # --jobs N means N cores
                 for chunk in _chunks(todo, CHUNK):
-                    handle(run_chunk(chunk, cfg, str(dst), _subset(sub_excluded, chunk, cfg), io=io))
+                    handle(run_chunk(chunk, cfg, str(dst), _subset(sub_excluded, chunk, cfg)))
         else:
             pool = _local_executor(jobs)
             try:

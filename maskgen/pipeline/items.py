@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,7 +17,7 @@ import numpy as np
 
 from ..detectors import detect_batch
 from ..errors import MaskgenError, NotAnImage
-from ..io import encode_image, format_for, read_image_with_info, write_bytes_atomic
+from ..io import read_image_with_info, write_image
 from ..seeds import item_seed
 from ..strategies import mask
 from ..templates import load_template
@@ -113,23 +112,21 @@ def _resize(img: np.ndarray, size: tuple[int, int] | None, nearest: bool = False
     return cv2.resize(img, size, interpolation=interp)
 
 
-IO_THREADS = 2  # image decoding, encoding and hashing release the GIL: overlap them with detection
+def run_chunk(records: list[Record], cfg: ConvertConfig, dst: str, excluded: dict[str, str]) -> list[dict]:
+    """Process a chunk of records; returns manifest rows ("output") and skip rows ("skip").
 
-
-def load_chunk(
-    records: list[Record], cfg: ConvertConfig, excluded: dict[str, str], io: Executor
-) -> tuple[list[dict], list[tuple[Record, np.ndarray, str, int | None]]]:
-    """Read a chunk's images on the `io` threads: (skip rows, [(record, image, sha256, JPEG quality)])."""
+    `excluded` maps keys decided elsewhere (duplicates, unsampled variants "key#i") to a reason: message.
+    """
+    root = Path(dst)
     events: list[dict] = []
     loaded: list[tuple[Record, np.ndarray, str, int | None]] = []
-    futures = {r.key: io.submit(_load, r) for r in records if r.key not in excluded}
     for rec in records:
         if rec.key in excluded:
             reason, _, msg = excluded[rec.key].partition(": ")
             events.append(_skip(rec, reason, msg))
             continue
         try:
-            img, digest, quality = futures[rec.key].result()
+            img, digest, quality = _load(rec)
         except MaskgenError as e:
             events.append(
                 _skip(rec, "unreadable" if e.code in ("not_found", "unreadable", "truncated") else e.code, str(e))
@@ -139,44 +136,6 @@ def load_chunk(
             events.append(_skip(rec, "too_small", f"{img.shape[1]}x{img.shape[0]} is under --min-size {cfg.min_size}"))
             continue
         loaded.append((rec, img, digest, quality))
-    return events, loaded
-
-
-def run_chunk(
-    records: list[Record], cfg: ConvertConfig, dst: str, excluded: dict[str, str], io: Executor | None = None
-) -> list[dict]:
-    """Process a chunk of records; returns manifest rows ("output") and skip rows ("skip").
-
-    `excluded` maps keys decided elsewhere (duplicates, unsampled variants "key#i") to a reason: message.
-    File I/O runs in two bursts on the `io` threads (a pool of IO_THREADS if none is given) while this
-    thread waits: the chunk's reads before detection, its writes after masking. (Interleaving I/O threads
-    with the masking itself was slower: many small GIL hand-offs cost more than they hid.) Every file is on
-    disk before the rows are returned.
-    """
-    own = io is None
-    pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="maskgen-io") if io is None else io
-    try:
-        events, loaded = load_chunk(records, cfg, excluded, pool)
-        encoded: list[tuple[Path, bytes]] = []
-
-        def write(path: Path, img: np.ndarray, quality: int | None = None) -> None:
-            fmt = format_for(path)
-            try:
-                encoded.append((path, encode_image(img, fmt, quality)))
-            except OSError as e:
-                raise MaskgenError(f"{path}: cannot encode as {fmt} ({e})") from None
-
-        events += _process(loaded, cfg, Path(dst), excluded, write)
-        for f in [pool.submit(write_bytes_atomic, path, data) for path, data in encoded]:
-            f.result()
-        return events
-    finally:
-        if own:
-            pool.shutdown(wait=True)
-
-
-def _process(loaded: list, cfg: ConvertConfig, root: Path, excluded: dict[str, str], write) -> list[dict]:
-    events: list[dict] = []
     faces_list = detect_batch([x[1] for x in loaded], detector=cfg.detector, fallback=cfg.fallback)
     for (rec, img, digest, quality), faces in zip(loaded, faces_list, strict=True):
         if len(faces) == 0:
@@ -204,17 +163,12 @@ def _process(loaded: list, cfg: ConvertConfig, root: Path, excluded: dict[str, s
                 continue
             rel = output_path(rec, cfg, variant, mask_type)
             out = _resize(res.image, cfg.size)
-            write(root / rel, out, quality=quality)
+            write_image(root / rel, out, quality=quality)
             if cfg.occlusion:
-                write(
-                    root / rel.with_name(f"{rel.stem}_occlusion.png"),
-                    _resize(res.occlusion, cfg.size, True),
-                )
+                write_image(root / rel.with_name(f"{rel.stem}_occlusion.png"), _resize(res.occlusion, cfg.size, True))
             if cfg.keep_original:
-                write(
-                    root / rel.with_name(f"{rel.stem}_original{rel.suffix}"),
-                    _resize(img, cfg.size),
-                    quality=quality,
+                write_image(
+                    root / rel.with_name(f"{rel.stem}_original{rel.suffix}"), _resize(img, cfg.size), quality=quality
                 )
             sources = sorted(set(use.landmark_source))
             events.append(
