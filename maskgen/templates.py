@@ -125,6 +125,11 @@ class Template:
         """Distance between the outermost jaw anchors, in frame pixels."""
         return _jaw_width(self.name)
 
+    @property
+    def anchor_key(self) -> bytes:
+        """Identifies the anchor set (all shipped templates share one): placements are shared by it."""
+        return _anchor_key(self.name)
+
     def level_fit(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Anchors scaled to mip level `k` and the pseudo-inverse of [those anchors, 1] (cached)."""
         return _level_fit(self.name, k)
@@ -144,6 +149,14 @@ MASK_TYPES: Registry[Template] = Registry("mask type")
 def _pinv(name: str) -> np.ndarray:
     a = load_template(name).anchors
     return np.linalg.pinv(np.hstack([a, np.ones((len(a), 1))]))
+
+
+@cache
+def _anchor_key(name: str) -> bytes:
+    import hashlib
+
+    t = load_template(name)
+    return hashlib.blake2b(t.anchors.tobytes() + str(len(t.levels)).encode(), digest_size=16).digest()
 
 
 @cache

@@ -224,6 +224,37 @@ def _dst_box(dst_pts: np.ndarray, out_shape: tuple[int, int]) -> tuple[int, int,
     return max(int(lx), 0), max(int(ly), 0), min(int(hx) + 1, w), min(int(hy) + 1, h)
 
 
+def affine_placement(
+    src_pts: np.ndarray,
+    dst_pts: np.ndarray,
+    out_shape: tuple[int, int],
+    tol: float = 0.05,
+    pinv: np.ndarray | None = None,
+) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+    """The single affine taking `src_pts` onto `dst_pts`, as (2x3 map into the box, box x0 y0 x1 y1), or
+    None when no affine fits within `tol` pixels (then the warp must be piecewise)."""
+    if pinv is None:
+        pinv = np.linalg.pinv(np.hstack([src_pts, np.ones((len(src_pts), 1))]))
+    m = pinv @ dst_pts
+    if np.abs(src_pts @ m[:2] + m[2] - dst_pts).max() > tol:
+        return None
+    box = _dst_box(dst_pts, out_shape)
+    fwd = m.T.copy()
+    fwd[:, 2] -= box[:2]
+    return fwd, box
+
+
+def warp_into_box(
+    src: np.ndarray, fwd: np.ndarray, box: tuple[int, int, int, int]
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """`src` warped by the affine `fwd` into the box (empty when the box is): (patch (h,w,C), (x0, y0))."""
+    x0, y0, x1, y1 = box
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((0, 0, src.shape[2]), np.float32), (0, 0)
+    patch = cv2.warpAffine(src, fwd, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return (patch[..., None] if patch.ndim == 2 else patch), (x0, y0)
+
+
 def fit_warp(
     src: np.ndarray,
     src_pts: np.ndarray,
@@ -239,18 +270,10 @@ def fit_warp(
     template anchors, so for them the piecewise warp equals a single affine and costs one warpAffine.
     `pinv` (the pseudo-inverse of [src_pts, 1]) may be given to skip the least-squares solve.
     """
-    if pinv is None:
-        pinv = np.linalg.pinv(np.hstack([src_pts, np.ones((len(src_pts), 1))]))
-    m = pinv @ dst_pts
-    if np.abs(src_pts @ m[:2] + m[2] - dst_pts).max() > tol:
+    placed = affine_placement(src_pts, dst_pts, out_shape, tol, pinv)
+    if placed is None:
         return piecewise_affine_warp(src, src_pts, dst_pts, triangles, out_shape)
-    x0, y0, x1, y1 = _dst_box(dst_pts, out_shape)
-    if x1 <= x0 or y1 <= y0:
-        return np.zeros((0, 0, src.shape[2]), np.float32), (0, 0)
-    fwd = m.T.copy()
-    fwd[:, 2] -= (x0, y0)
-    patch = cv2.warpAffine(src, fwd, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    return (patch[..., None] if patch.ndim == 2 else patch), (x0, y0)
+    return warp_into_box(src, *placed)
 
 
 def piecewise_affine_warp(

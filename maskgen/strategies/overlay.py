@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BadParameter
-from ..templates import MASK_TYPES, anchors_from_landmarks, load_template
+from ..templates import MASK_TYPES, Template, anchors_from_landmarks, load_template
 from ..types import Faces
 from . import functional as F
 from .base import STRATEGIES, check_keys
@@ -95,6 +96,41 @@ def styled_level(
     return rgba
 
 
+_PLACEMENTS: dict[tuple, tuple] = {}
+_PLACEMENTS_MAX = 1 << 16  # about 15 MB; cleared when full
+
+
+def _placement(
+    tpl: Template, lm: np.ndarray, scale: float, shift: tuple[float, float], h: int, w: int
+) -> tuple[int, tuple[np.ndarray, tuple[int, int, int, int]] | None, np.ndarray | None]:
+    """Where a face's mask goes: (mip level, (affine, box) or None for a piecewise warp, anchors if piecewise).
+
+    Every template shares one anchor set, so this depends on the face, not on the mask type, and is
+    memoised per face: training masks the same faces every epoch with new types and colours.
+    """
+    face = hashlib.blake2b(np.ascontiguousarray(lm).tobytes(), digest_size=16).digest()
+    key = (tpl.anchor_key, face, scale, shift, h, w)
+    hit = _PLACEMENTS.get(key)
+    if hit is not None:
+        return hit
+    dst = anchors_from_landmarks(lm)
+    (x0, y0), (x1, y1) = lm[0].tolist(), lm[16].tolist()
+    size = math.hypot(x1 - x0, y1 - y0)
+    if scale != 1.0 or shift[0] or shift[1]:
+        c = dst.mean(0)
+        dst = c + scale * (dst - c) + np.array(shift) * size
+    k = tpl.level_index(size / tpl.jaw_width * 1.6)
+    anchors, pinv = tpl.level_fit(k)
+    placed = F.affine_placement(anchors, dst, (h, w), pinv=pinv)
+    if placed is not None:
+        placed[0].setflags(write=False)
+    result = (k, placed, None if placed is not None else dst)
+    if len(_PLACEMENTS) >= _PLACEMENTS_MAX:
+        _PLACEMENTS.clear()
+    _PLACEMENTS[key] = result
+    return result
+
+
 @STRATEGIES.register("overlay", "textured mask templates (7 types) fitted to the landmarks (MaskTheFace-style)")
 class Overlay:
     name = "overlay"
@@ -163,19 +199,14 @@ class Overlay:
         tpl = load_template(p["type"])
         seed = p["pattern_seed"] if p["pattern"] != "none" else 0  # unpatterned styles share one cache entry
         key = (p["color"], p["strength"], p["pattern"], p["pattern_scale"], p["pattern_color"], seed)
-        scale, shift = p["scale"], p["offset"]
         gray = len(shape) == 2 or shape[2] in (1, 2)
         for lm in faces.landmarks:
-            dst = anchors_from_landmarks(lm)
-            (x0, y0), (x1, y1) = lm[0].tolist(), lm[16].tolist()
-            size = math.hypot(x1 - x0, y1 - y0)
-            if scale != 1.0 or shift[0] or shift[1]:
-                c = dst.mean(0)
-                dst = c + scale * (dst - c) + np.array(shift) * size
-            k = tpl.level_index(size / tpl.jaw_width * 1.6)
-            anchors, pinv = tpl.level_fit(k)
+            k, placed, dst = _placement(tpl, lm, p["scale"], tuple(p["offset"]), h, w)
             layer = (gray_level if gray else styled_level)(tpl.name, k, *key)
-            patch, offset = F.fit_warp(layer, anchors, dst, tpl.triangles, (h, w), pinv=pinv)
+            if placed is not None:
+                patch, offset = F.warp_into_box(layer, *placed)
+            else:
+                patch, offset = F.piecewise_affine_warp(layer, tpl.level_fit(k)[0], dst, tpl.triangles, (h, w))
             if patch.size:
                 yield patch, offset
 
