@@ -173,3 +173,17 @@ def test_geometry_rates_on_dev_sets(name):
         ok["overlay"] += coverage(mg.mask(img, faces=face, type=t).occlusion, face.landmarks[0]).ok
     for k, v in ok.items():
         assert v / n >= 0.99, f"{name} {k}: {v}/{n}"
+
+
+def test_placement_memo_serves_every_type_with_the_same_bytes(astronaut_sizes):
+    from maskgen.strategies import overlay
+
+    img = astronaut_sizes["48"]
+    face = mg.detect(img).largest()
+    overlay._PLACEMENTS.clear()
+    cold = {t: mg.mask(img, faces=face, type=t, seed=0).image for t in TYPES}
+    assert len(overlay._PLACEMENTS) == 1  # one face, one placement for all seven types
+    warm = {t: mg.mask(img, faces=face, type=t, seed=0).image for t in TYPES}
+    assert all(np.array_equal(cold[t], warm[t]) for t in TYPES)
+    jittered = mg.mask(img, faces=face, type="surgical", jitter=1.0, seed=5)
+    assert len(overlay._PLACEMENTS) == 2 and jittered.params["scale"] != 1.0  # another placement, kept apart
