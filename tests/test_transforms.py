@@ -211,3 +211,7 @@ def test_mask_collate_in_a_dataloader():
     assert (images.numpy() != x).any(axis=(1, 2)).mean() > 0.9
     with pytest.raises(BadParameter, match="uint8"):
         collate([(x[0].astype(np.float32), 0)])
+    rows = [{"image": x[i], "label": i} for i in range(4)]  # dict items, as Hugging Face datasets give
+    out = MaskCollate(MaskFaces(strategy="zero", faces=cache, seed=0), key="image")(rows)
+    assert out["label"].tolist() == [0, 1, 2, 3] and out["image"].shape == (4, 48, 48)
+    assert (out["image"].numpy() != x[:4]).any(axis=(1, 2)).all()
