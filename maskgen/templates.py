@@ -116,11 +116,6 @@ class Template:
     description: str
 
     @property
-    def anchor_pinv(self) -> np.ndarray:
-        """Pseudo-inverse of [anchors, 1]: the least-squares affine onto any points is one product."""
-        return _pinv(self.name)
-
-    @property
     def jaw_width(self) -> float:
         """Distance between the outermost jaw anchors, in frame pixels."""
         return _jaw_width(self.name)

@@ -232,7 +232,12 @@ def affine_placement(
     pinv: np.ndarray | None = None,
 ) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
     """The single affine taking `src_pts` onto `dst_pts`, as (2x3 map into the box, box x0 y0 x1 y1), or
-    None when no affine fits within `tol` pixels (then the warp must be piecewise)."""
+    None when no affine fits within `tol` pixels (then the warp must be piecewise).
+
+    Landmarks fitted from five points (and the prior) are an affine image of the mean face, as are the
+    template anchors, so for them the piecewise warp equals this one affine: one warpAffine.
+    `pinv` (the pseudo-inverse of [src_pts, 1]) may be given to skip the least-squares solve.
+    """
     if pinv is None:
         pinv = np.linalg.pinv(np.hstack([src_pts, np.ones((len(src_pts), 1))]))
     m = pinv @ dst_pts
@@ -253,27 +258,6 @@ def warp_into_box(
         return np.zeros((0, 0, src.shape[2]), np.float32), (0, 0)
     patch = cv2.warpAffine(src, fwd, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     return (patch[..., None] if patch.ndim == 2 else patch), (x0, y0)
-
-
-def fit_warp(
-    src: np.ndarray,
-    src_pts: np.ndarray,
-    dst_pts: np.ndarray,
-    triangles: np.ndarray,
-    out_shape: tuple[int, int],
-    tol: float = 0.05,
-    pinv: np.ndarray | None = None,
-) -> tuple[np.ndarray, tuple[int, int]]:
-    """Warp `src` so its anchor points land on `dst_pts`: one affine when that is exact, else piecewise.
-
-    Landmarks fitted from five points (and the prior) are an affine image of the mean face, as are the
-    template anchors, so for them the piecewise warp equals a single affine and costs one warpAffine.
-    `pinv` (the pseudo-inverse of [src_pts, 1]) may be given to skip the least-squares solve.
-    """
-    placed = affine_placement(src_pts, dst_pts, out_shape, tol, pinv)
-    if placed is None:
-        return piecewise_affine_warp(src, src_pts, dst_pts, triangles, out_shape)
-    return warp_into_box(src, *placed)
 
 
 def piecewise_affine_warp(
