@@ -148,11 +148,8 @@ def blend_premultiplied(out: np.ndarray, occlusion: np.ndarray, patch: np.ndarra
 
 
 def half_plane(shape: tuple[int, int], point: np.ndarray, normal: np.ndarray) -> np.ndarray:
-    """1.0 where (p - point) . normal > 0, with a one-pixel anti-aliased edge."""
-    h, w = shape
-    xs = (np.arange(w, dtype=np.float32) - np.float32(point[0])) * np.float32(normal[0])
-    ys = (np.arange(h, dtype=np.float32) - np.float32(point[1])) * np.float32(normal[1])
-    return np.clip(ys[:, None] + xs[None, :] + np.float32(0.5), 0, 1)  # pixel centres on integer coordinates
+    """1.0 where (p - point) . normal > 0, with a one-pixel anti-aliased edge (pixel centres on integers)."""
+    return half_planes(shape, np.asarray(point)[None], np.asarray(normal)[None])[0]
 
 
 def half_planes(shape: tuple[int, int], points: np.ndarray, normals: np.ndarray) -> np.ndarray:
