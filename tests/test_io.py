@@ -8,6 +8,8 @@ import maskgen as mg
 from maskgen import errors
 from maskgen.io import MAX_PIXELS, image_info
 
+from .conftest import SHARED
+
 
 def test_round_trip_keeps_gray_and_rgb(tmp_path, astronaut):
     gray = astronaut[..., 0]
@@ -109,3 +111,54 @@ def test_huge_dimensions_are_refused_before_decoding(tmp_path):
 def test_unsupported_suffix(tmp_path, astronaut):
     with pytest.raises(errors.UnsupportedImage, match="cannot write"):
         mg.write_image(tmp_path / "x.gifx", astronaut)
+
+
+def _pillow_pixels(path) -> np.ndarray:
+    """What the Pillow-only path returns (the reference the OpenCV fast path must equal)."""
+    from maskgen.io import _decode, _open
+
+    return _decode(_open(path), path)  # no bytes given: Pillow decodes
+
+
+def test_fast_decode_equals_pillow_on_real_faces(tmp_path, samples, astronaut):
+    paths = []
+    for name, img in samples.items():
+        for suffix, q in ((".png", None), (".jpg", 90), (".jpg", 60)):
+            p = mg.write_image(tmp_path / f"{name}{q}{suffix}", img, quality=q)
+            paths.append(p)
+    for sub in ("fer2013-dev", "ckplus48-dev", "jaffe-dev", "maskedreal-dev"):
+        paths += sorted(p for p in (SHARED / sub).rglob("*") if p.suffix.lower() in (".jpg", ".png"))[:40]
+    for p in paths:
+        assert np.array_equal(mg.read_image(p), _pillow_pixels(p)), p
+
+
+def test_fast_decode_leaves_hard_cases_to_pillow(tmp_path, astronaut):
+    from maskgen.io import _fast_decode, _open, read_bytes
+
+    small = astronaut[:64, :64]
+    Image.fromarray(small[..., 0]).convert("1").save(tmp_path / "bits.png")
+    Image.fromarray(small[..., 0] // 16).convert("L").save(tmp_path / "g.png")
+    exif = Image.Exif()
+    exif[0x0112] = 3
+    Image.fromarray(small).save(tmp_path / "rot.jpg", exif=exif)
+    Image.fromarray(small).save(tmp_path / "plain.jpg")
+    full = (tmp_path / "plain.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(full[: len(full) * 2 // 3])
+    verdict = {
+        name: _fast_decode(_open(tmp_path / name), read_bytes(tmp_path / name)) is not None
+        for name in ("bits.png", "g.png", "rot.jpg", "plain.jpg", "cut.jpg")
+    }
+    assert verdict == {"bits.png": False, "g.png": True, "rot.jpg": False, "plain.jpg": True, "cut.jpg": False}
+    assert np.array_equal(mg.read_image(tmp_path / "rot.jpg"), _pillow_pixels(tmp_path / "rot.jpg"))
+    with pytest.raises(errors.TruncatedImage, match="truncated"):
+        mg.read_image(tmp_path / "cut.jpg")  # OpenCV would have filled the missing half with gray
+
+
+def test_encoded_jpeg_keeps_quality_and_chroma(tmp_path, astronaut):
+    for q, sub in ((95, (1, 1)), (75, (2, 2))):
+        p = mg.write_image(tmp_path / f"{q}.jpg", astronaut, quality=q)
+        im = Image.open(p)
+        assert image_info(p).quality == q and im.mode == "RGB"
+        assert im.layer[0][1:3] == sub  # luma sampling factors: 1x1 is 4:4:4, 2x2 is 4:2:0
+        assert np.abs(mg.read_image(p).astype(int) - astronaut).mean() < (3 if q == 95 else 6)
+    assert Image.open(mg.write_image(tmp_path / "g.jpg", astronaut[..., 1])).mode == "L"
