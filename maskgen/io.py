@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
@@ -112,14 +113,17 @@ class ImageInfo:
 
 def read_bytes(path: str | os.PathLike) -> bytes:
     """The file's bytes, with one-line errors for the usual ways a path is not an image file."""
-    p = Path(path)
-    if not p.exists():
-        raise ImageNotFound(f"{p}: no such file")
-    if p.is_dir():
-        raise NotAnImage(f"{p}: is a directory, not an image")
-    data = p.read_bytes()
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise ImageNotFound(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise NotAnImage(f"{path}: is a directory, not an image") from None
+    except OSError as e:  # permission denied, a broken device, ...
+        raise NotAnImage(f"{path}: cannot read ({e.strerror or e})") from None
     if not data:
-        raise NotAnImage(f"{p}: empty file (0 bytes)")
+        raise NotAnImage(f"{path}: empty file (0 bytes)")
     return data
 
 
@@ -292,15 +296,20 @@ def _cv2_params(fmt: str, quality: int) -> list[int]:
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temp file beside `path`, then rename: readers never see half a file."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent)
+    folder, name = os.path.split(os.fspath(path))
+    folder = folder or "."
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
+    except FileNotFoundError:  # the folder does not exist yet: make it (once per folder, not per file)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.replace(tmp, p)
+        os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
 
 

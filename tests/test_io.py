@@ -162,3 +162,15 @@ def test_encoded_jpeg_keeps_quality_and_chroma(tmp_path, astronaut):
         assert im.layer[0][1:3] == sub  # luma sampling factors: 1x1 is 4:4:4, 2x2 is 4:2:0
         assert np.abs(mg.read_image(p).astype(int) - astronaut).mean() < (3 if q == 95 else 6)
     assert Image.open(mg.write_image(tmp_path / "g.jpg", astronaut[..., 1])).mode == "L"
+
+
+def test_unreadable_path_is_a_one_line_error(tmp_path):
+    with pytest.raises(errors.NotAnImage, match="cannot read .*too long") as e:
+        mg.read_image(tmp_path / ("x" * 300 + ".png"))  # the OS refuses the name itself
+    assert "\n" not in str(e.value)
+
+
+def test_write_makes_missing_folders(tmp_path, astronaut):
+    p = mg.write_image(tmp_path / "a" / "b" / "c.png", astronaut[:16, :16])
+    assert np.array_equal(mg.read_image(p), astronaut[:16, :16])
+    assert [q.name for q in p.parent.iterdir()] == ["c.png"]
