@@ -88,6 +88,37 @@ def test_unknown_optimizer_is_a_one_line_error():
         fit_torch(TrainArgs(model="deep-emotion", optimizer="sgd", epochs=1), 2, x, y, x, y, progress=False)
 
 
+def test_spatial_transformer_learns_at_its_own_rate():
+    import torch
+
+    from maskgen.train.loop import param_groups
+
+    torch.manual_seed(0)
+    model = MODELS.create("deep-emotion", classes=7)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    groups, rates = param_groups(model, 0.004, 0.1)
+    assert rates == [0.004, pytest.approx(0.0004)]
+    opt = torch.optim.Adam(groups)
+    x = torch.randn(8, 1, 48, 48)
+    torch.nn.functional.cross_entropy(model(x), torch.arange(8) % 7).backward()
+    opt.step()  # Adam's first step moves every parameter with a gradient by about its rate
+    step = {n: float((p.detach() - before[n]).abs().max()) for n, p in model.named_parameters()}
+    assert step["fc_loc.2.bias"] == pytest.approx(0.0004, rel=0.05)
+    assert step["conv1.weight"] == pytest.approx(0.004, rel=0.05)
+    assert len(param_groups(MODELS.create("deep-emotion-nostn", classes=7), 0.004, 0.1)[0]) == 1
+
+
+def test_collapsed_model_is_flagged():
+    from maskgen.train.evaluate import metrics
+
+    labels = ["angry", "happy", "sad"]
+    y = np.array([0, 1, 2, 1] * 25)
+    assert metrics(y, np.ones(100, int), labels)["warnings"][0].startswith("collapsed: predicts 'happy' for 100%")
+    never = metrics(y, np.where(y == 2, 1, y), labels)["warnings"]
+    assert never == ["never predicts: sad (try --class-weights)"]
+    assert metrics(y, y, labels)["warnings"] == []
+
+
 def test_cli_train_evaluate_experiment(tmp_path):
     shared_set("ckplus48-dev")
     runner = CliRunner()

@@ -47,6 +47,13 @@ def train_options(f):
         click.option(
             "--l1", type=float, default=0.0, show_default=True, help="L1 weight penalty (Deep-Emotion: 0.001)."
         ),
+        click.option(
+            "--stn-lr-scale",
+            type=float,
+            default=0.1,
+            show_default=True,
+            help="Learning rate of Deep-Emotion's spatial transformer, as a fraction of --lr (1: one rate for all).",
+        ),
         click.option("--patience", default=6, show_default=True, help="Early stopping: epochs without improvement."),
         click.option("--time-limit", type=float, default=None, help="Stop training after this many minutes."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
@@ -69,7 +76,9 @@ def require_train():
     return train
 
 
-def make_train_args(model, epochs, batch_size, lr, seed, class_weights, augment, optimizer, l1, patience, time_limit):
+def make_train_args(
+    model, epochs, batch_size, lr, seed, class_weights, augment, optimizer, l1, stn_lr_scale, patience, time_limit
+):
     MODELS, TrainArgs = require_train().MODELS, require_train().TrainArgs  # noqa: N806
 
     MODELS.get(model)
@@ -83,12 +92,15 @@ def make_train_args(model, epochs, batch_size, lr, seed, class_weights, augment,
         augment=augment,
         optimizer=optimizer,
         l1=l1,
+        stn_lr_scale=stn_lr_scale,
         patience=patience,
         time_limit=time_limit * 60 if time_limit else None,
     )
 
 
 def echo_metrics(m: dict) -> None:
+    for w in m.get("warnings", []):
+        click.secho(f"warning: {w}", fg="yellow", err=True)
     click.echo(f"accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  (n = {m['n']})")
     for label, v in m["per_class"].items():
         click.echo(f"  {label:<12} P {v['precision']:.2f}  R {v['recall']:.2f}  F1 {v['f1']:.2f}  n {v['support']}")

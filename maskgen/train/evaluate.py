@@ -18,6 +18,7 @@ def metrics(y: np.ndarray, pred: np.ndarray, labels: list[str]) -> dict[str, Any
     k = list(range(len(labels)))
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=k, zero_division=0)
     return {
+        "warnings": prediction_warnings(y, pred, labels),
         "n": int(len(y)),
         "accuracy": float(accuracy_score(y, pred)) if len(y) else 0.0,
         "macro_f1": float(f1_score(y, pred, labels=k, average="macro", zero_division=0)) if len(y) else 0.0,
@@ -26,6 +27,26 @@ def metrics(y: np.ndarray, pred: np.ndarray, labels: list[str]) -> dict[str, Any
             for i, lab in enumerate(labels)
         },
     }
+
+
+def prediction_warnings(y: np.ndarray, pred: np.ndarray, labels: list[str]) -> list[str]:
+    """Plain-words warnings a table of numbers hides: a model that answers one class for (nearly) every
+    image, and classes present in the data that it never predicts."""
+    if len(y) < 20:
+        return []
+    out = []
+    share = np.bincount(pred, minlength=len(labels)) / len(pred)
+    top = int(share.argmax())
+    truth = float(np.mean(y == top))
+    if share[top] >= 0.9 and truth < 0.75:
+        out.append(
+            f"collapsed: predicts '{labels[top]}' for {share[top]:.0%} of images ({truth:.0%} of them are); "
+            "training has diverged or learned nothing"
+        )
+    never = [labels[i] for i in range(len(labels)) if share[i] == 0 and np.any(y == i)]
+    if never and not out:
+        out.append(f"never predicts: {', '.join(never)} (try --class-weights)")
+    return out
 
 
 def _plt():

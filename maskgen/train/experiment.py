@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 from pathlib import Path
 from typing import Any
@@ -55,14 +56,19 @@ def experiment(
             y = _encode([items[i] for i in idx], labels)
             note = f"trained on {tr}, tested on {te}: {len(idx)} images, {sp.describe()}"
             m = write_evaluation(run, x[idx], y, out / f"train-{tr}_test-{te}", f"train {tr} / test {te}", note)
-            cells.append({"train": tr, "test": te, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n": m["n"]})
+            cells.append(
+                {"train": tr, "test": te, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n": m["n"]}
+                | {"warnings": m["warnings"]}
+            )
     _write_tables(out, cells, args.model, sp)
     return cells
 
 
 def _write_tables(out: Path, cells: list[dict[str, Any]], model: str, sp: Split) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["train", "test", "accuracy", "macro_f1", "n"], lineterminator="\n")
+    w = csv.DictWriter(
+        buf, fieldnames=["train", "test", "accuracy", "macro_f1", "n"], lineterminator="\n", extrasaction="ignore"
+    )
     w.writeheader()
     w.writerows(cells)
     write_bytes_atomic(out / "matrix.csv", buf.getvalue().encode())
@@ -78,6 +84,8 @@ def _write_tables(out: Path, cells: list[dict[str, Any]], model: str, sp: Split)
     for tr in ("clean", "masked"):
         row = [f"{get[(tr, te)]['accuracy']:.1%} (F1 {get[(tr, te)]['macro_f1']:.3f})" for te in ("clean", "masked")]
         lines.append(f"| {tr} | {row[0]} | {row[1]} |")
+    warns = [f"train {c['train']} / test {c['test']}: {w}" for c in cells for w in c["warnings"]]
+    lines += ["", *(f"Warning: {w}" for w in warns)] if warns else []
     md = "\n".join(lines) + "\n"
     write_bytes_atomic(out / "matrix.md", md.encode())
     table = "<table><tr><th>train \\ test</th><th>clean</th><th>masked</th></tr>" + "".join(
@@ -89,7 +97,8 @@ def _write_tables(out: Path, cells: list[dict[str, Any]], model: str, sp: Split)
         + "</tr>"
         for tr in ("clean", "masked")
     )
-    sections = [("Accuracy matrix", f"<p class='note'>Split: {sp.describe()}.</p>{table}")]
+    warn_html = "".join(f"<p class='warn'>&#9888; {html.escape(w)}</p>" for w in warns)
+    sections = [("Accuracy matrix", f"<p class='note'>Split: {sp.describe()}.</p>{warn_html}{table}")]
     for c in cells:
         cell = out / f"train-{c['train']}_test-{c['test']}"
         sections.append((f"train {c['train']} / test {c['test']}", img_tag(cell / "confusion.png", "confusion")))

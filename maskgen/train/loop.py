@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from ..errors import BadParameter
 from .models import CLASSICAL, MODELS, TORCH_DEFAULTS, hog_features
 
+STN_PREFIXES = ("localization.", "fc_loc.")
+
 
 @dataclass
 class TrainArgs:
@@ -28,6 +30,7 @@ class TrainArgs:
     augment: bool | None = None  # None: the model's default
     optimizer: str | None = None  # "adam" (constant rate) or "adamw" (one-cycle); None: the model's default
     l1: float = 0.0
+    stn_lr_scale: float = 0.1  # the spatial transformer's learning rate, as a fraction of `lr`
     patience: int = 6
     time_limit: float | None = None  # seconds; training stops after the epoch that crosses it
 
@@ -78,6 +81,17 @@ def predict_proba_torch(model: torch.nn.Module, x: torch.Tensor, batch: int = 51
     return torch.cat(out).numpy() if out else np.zeros((0, 0))
 
 
+def param_groups(model: torch.nn.Module, lr: float, stn_scale: float) -> tuple[list[dict], list[float]]:
+    """Optimizer groups: the spatial transformer's localisation net (if any) learns at `stn_scale` x `lr`.
+    At the full rate Deep-Emotion's transformer can run away on zeroed faces (its affine grid grows ~50x
+    in one epoch and samples only the padding, so every input looks the same and the net predicts one class)."""
+    stn = [p for n, p in model.named_parameters() if n.startswith(STN_PREFIXES)]
+    rest = [p for n, p in model.named_parameters() if not n.startswith(STN_PREFIXES)]
+    if not stn:
+        return [{"params": rest, "lr": lr}], [lr]
+    return [{"params": rest, "lr": lr}, {"params": stn, "lr": lr * stn_scale}], [lr, lr * stn_scale]
+
+
 def fit_torch(
     args: TrainArgs,
     classes: int,
@@ -92,6 +106,8 @@ def fit_torch(
     p = args.resolved()
     if p["optimizer"] not in ("adam", "adamw"):
         raise BadParameter(f"optimizer must be 'adam' or 'adamw', got {p['optimizer']!r}")
+    if not 0 < args.stn_lr_scale <= 10:
+        raise BadParameter(f"stn_lr_scale must be in (0, 10], got {args.stn_lr_scale}")
     torch.manual_seed(args.seed)
     torch.set_num_threads(os.cpu_count() or 1)
     g = torch.Generator().manual_seed(args.seed)
@@ -104,14 +120,13 @@ def fit_torch(
         weight = torch.tensor(counts.sum() / (classes * np.maximum(counts, 1)), dtype=torch.float32)
     p["batch_size"] = max(8, min(p["batch_size"], len(xt) // 8))  # small sets: at least 8 steps per epoch
     steps = max(1, int(np.ceil(len(xt) / p["batch_size"])))
+    groups, rates = param_groups(model, p["lr"], args.stn_lr_scale)
     if p["optimizer"] == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=p["lr"])
+        opt = torch.optim.Adam(groups, lr=p["lr"])
         sched = None
     else:
-        opt = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=p["lr"], total_steps=steps * args.epochs, pct_start=0.15
-        )
+        opt = torch.optim.AdamW(groups, lr=p["lr"], weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=rates, total_steps=steps * args.epochs, pct_start=0.15)
     hist, best, best_acc, bad = History(), copy.deepcopy(model.state_dict()), -1.0, 0
     start = time.perf_counter()
     bar = tqdm(range(args.epochs), desc=f"train {args.model}", unit="epoch", disable=not progress)
