@@ -1,11 +1,17 @@
 """Strategy throughput on the dev sets, as a ratio to the floor of reading and writing the same files.
 
 Each row reads every image, detects (in chunks of 64, as `convert` does), masks and writes it to a
-fresh temp folder, in one process, one step after another; best of three runs. `in-memory` leaves out reading
-and writing. `pipeline` runs the same through `convert`'s own chunk runner (which also hashes each source and
-builds its manifest rows). Reading and writing on I/O threads was tried and gained nothing here.
-Targets (issue 5): with the aligned prior, zero >= 0.5x the floor and overlay >= 0.25x; with the
-default detector, FER2013-size crops at >= 700 images/s. Usage: python bench/strategies.py [SHARED_DATA]
+fresh folder, in one process, one step after another; best of three runs, each with memoised mask
+placements forgotten (a conversion sees every face once). `in-memory` leaves out reading and writing.
+`pipeline` runs the same through `convert`'s own chunk runner (which also hashes each source and
+builds its manifest rows). Reading, writing or detecting on helper threads was tried and gained
+nothing here (GIL hand-offs). Targets (issue 5): with the aligned prior, zero >= 0.5x the floor and
+overlay >= 0.25x; with the default detector, FER2013-size crops at >= 700 images/s.
+
+Usage: python bench/strategies.py [SHARED_DATA [OUT_PARENT]]. Outputs go under OUT_PARENT (default:
+build/ in the repo). Creating a small file on this VM's disk (ext4 mounted with `discard`) costs
+anywhere from 60 to 900 us depending on recent deletions and the folder's place on disk, so each
+floor row prints that cost: compare rows within one run, not across runs.
 """
 
 from __future__ import annotations
@@ -18,10 +24,13 @@ from pathlib import Path
 
 import maskgen as mg
 from maskgen.detectors import detect_batch
+from maskgen.io import write_bytes_atomic
 from maskgen.pipeline.items import ConvertConfig, run_chunk
 from maskgen.pipeline.sources import Record
+from maskgen.strategies.overlay import _PLACEMENTS
 
 ROOT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared" / "data"
+OUT_PARENT = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(__file__).resolve().parents[1] / "build"
 CHUNK = 64
 
 
@@ -32,10 +41,25 @@ def fresh(root: Path | None) -> Path | None:
     return Path(tempfile.mkdtemp(dir=root)) if root is not None else None
 
 
+def cold() -> None:
+    """Forget memoised mask placements: a conversion sees each face once (templates stay loaded)."""
+    _PLACEMENTS.clear()
+
+
+def create_cost(root: Path, n: int = 300) -> float:
+    """Microseconds to create one small file atomically here: this disk's state, printed for context."""
+    out = fresh(root)
+    t = time.perf_counter()
+    for i in range(n):
+        write_bytes_atomic(out / f"{i}.bin", b"x" * 1500)
+    return (time.perf_counter() - t) / n * 1e6
+
+
 def run(paths: list[Path], root: Path | None, strategy: str | None, detector: str, params: dict) -> float:
     """Images per second for read -> detect -> mask -> write (root=None: on images already in memory)."""
     images = [mg.read_image(p) for p in paths] if root is None else None
     out = fresh(root)
+    cold()
     t = time.perf_counter()
     for start in range(0, len(paths), CHUNK):
         chunk = paths[start : start + CHUNK]
@@ -60,6 +84,7 @@ def pipeline(paths: list[Path], root: Path, strategy: str, detector: str, params
     records = [Record(key=f"{i}_{p.name}", path=p) for i, p in enumerate(paths)]
     chunks = (records[i : i + CHUNK] for i in range(0, len(records), CHUNK))
     out = fresh(root)
+    cold()
     t = time.perf_counter()
     for chunk in chunks:
         run_chunk(chunk, cfg, str(out), {})
@@ -83,13 +108,15 @@ def main() -> None:
         ("overlay random", "mtcnn", "overlay", {"type": "random"}),
     ]
     head = f"{'set':<13} {'strategy':<15} {'detector':<8} {'img/s':>7} {'x floor':>8} {'in-memory img/s':>16}"
-    print(f"{head} {'pipeline img/s':>15}")
-    with tempfile.TemporaryDirectory() as tmp:
+    print(f"{head} {'pipeline img/s':>15}   (outputs under {OUT_PARENT})")
+    OUT_PARENT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=OUT_PARENT) as tmp:
         out = Path(tmp)
         for name, paths in sets.items():
             best(paths[:20], out, "overlay", "mtcnn", {})  # warm up models and caches
             floor = best(paths, out, None, "", {})
-            print(f"{name:<13} {'(read+write)':<15} {'-':<8} {floor:>7.0f} {1.0:>8.2f}")
+            probe = f"(creating a file: {create_cost(out):.0f} us)"
+            print(f"{name:<13} {'(read+write)':<15} {'-':<8} {floor:>7.0f} {1.0:>8.2f} {probe:>32}")
             for label, det, strat, params in rows:
                 rate = best(paths, out, strat, det, params)
                 mem = best(paths, None, strat, det, params)
