@@ -226,7 +226,7 @@ def _fast_decode(img: Image.Image, data: bytes) -> np.ndarray | None:
     if img.format == "JPEG":
         if not data.endswith(b"\xff\xd9") or img.getexif().get(0x0112, 1) != 1:
             return None
-    elif img.format != "PNG" or data[24:25] != b"\x08":  # IHDR bit depth
+    elif img.format != "PNG" or data[24:25] != b"\x08" or b"eXIf" in data:  # 8-bit, no EXIF (rotation)
         return None
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     want = (img.height, img.width) if img.mode == "L" else (img.height, img.width, 3)

@@ -142,14 +142,24 @@ def test_fast_decode_leaves_hard_cases_to_pillow(tmp_path, astronaut):
     exif[0x0112] = 3
     Image.fromarray(small).save(tmp_path / "rot.jpg", exif=exif)
     Image.fromarray(small).save(tmp_path / "plain.jpg")
+    Image.fromarray(small).save(tmp_path / "rot.png", exif=exif)
     full = (tmp_path / "plain.jpg").read_bytes()
     (tmp_path / "cut.jpg").write_bytes(full[: len(full) * 2 // 3])
     verdict = {
         name: _fast_decode(_open(tmp_path / name), read_bytes(tmp_path / name)) is not None
-        for name in ("bits.png", "g.png", "rot.jpg", "plain.jpg", "cut.jpg")
+        for name in ("bits.png", "g.png", "rot.jpg", "rot.png", "plain.jpg", "cut.jpg")
     }
-    assert verdict == {"bits.png": False, "g.png": True, "rot.jpg": False, "plain.jpg": True, "cut.jpg": False}
-    assert np.array_equal(mg.read_image(tmp_path / "rot.jpg"), _pillow_pixels(tmp_path / "rot.jpg"))
+    assert verdict == {
+        "bits.png": False,
+        "g.png": True,
+        "rot.jpg": False,
+        "rot.png": False,
+        "plain.jpg": True,
+        "cut.jpg": False,
+    }
+    for name in ("rot.jpg", "rot.png"):
+        assert np.array_equal(mg.read_image(tmp_path / name), _pillow_pixels(tmp_path / name))
+    assert np.array_equal(mg.read_image(tmp_path / "rot.png"), small[::-1, ::-1])  # orientation 3: turned 180
     with pytest.raises(errors.TruncatedImage, match="truncated"):
         mg.read_image(tmp_path / "cut.jpg")  # OpenCV would have filled the missing half with gray
 
