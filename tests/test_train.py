@@ -20,6 +20,26 @@ from maskgen.train.run import train_on  # noqa: E402
 from .conftest import SHARED, shared_set  # noqa: E402
 
 
+def assert_balanced_html(text: str) -> None:
+    """Every container tag of a report is closed, in order (a missing </table> swallows what follows)."""
+    from html.parser import HTMLParser
+
+    stack: list[str] = []
+    void = {"img", "br", "meta", "hr", "link", "input"}
+
+    class Check(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag not in void:
+                stack.append(tag)
+
+        def handle_endtag(self, tag):
+            assert stack and stack[-1] == tag, f"</{tag}> closes <{stack[-1] if stack else None}>"
+            stack.pop()
+
+    Check().feed(text)
+    assert not stack, f"unclosed: {stack}"
+
+
 @pytest.fixture(scope="module")
 def ckplus():
     shared_set("ckplus48-dev")
@@ -75,6 +95,7 @@ def test_run_outputs_are_valid(tmp_path, ckplus):
         assert mg.read_image(tmp_path / png).shape[0] > 100
     html = (tmp_path / "report.html").read_text()
     assert len(re.findall(r'src="data:image/png;base64,', html)) == 3 and "macro-F1" in html
+    assert_balanced_html(html)
     meta = json.loads((tmp_path / "run.json").read_text())
     assert meta["split"]["mode"] == "subject" and meta["preprocess"]["size"] == 48
 
@@ -115,7 +136,7 @@ def test_collapsed_model_is_flagged():
     y = np.array([0, 1, 2, 1] * 25)
     assert metrics(y, np.ones(100, int), labels)["warnings"][0].startswith("collapsed: predicts 'happy' for 100%")
     never = metrics(y, np.where(y == 2, 1, y), labels)["warnings"]
-    assert never == ["never predicts: sad (try --class-weights)"]
+    assert never == ["never predicts: sad (if rare in training, try --class-weights)"]
     assert metrics(y, y, labels)["warnings"] == []
 
 
@@ -164,5 +185,6 @@ def test_cli_train_evaluate_experiment(tmp_path):
     assert "| clean |" in res.output and "| masked |" in res.output
     rows = (tmp_path / "exp" / "matrix.csv").read_text().splitlines()
     assert rows[0] == "train,test,accuracy,macro_f1,n" and len(rows) == 5
+    assert_balanced_html((tmp_path / "exp" / "report.html").read_text())
     res = runner.invoke(main, ["train", str(SHARED / "ckplus48-dev"), "-o", str(tmp_path / "r2"), "--model", "vit"])
     assert res.exit_code == 1 and "choose one of" in res.output and "Traceback" not in res.output

@@ -45,7 +45,7 @@ def prediction_warnings(y: np.ndarray, pred: np.ndarray, labels: list[str]) -> l
         )
     never = [labels[i] for i in range(len(labels)) if share[i] == 0 and np.any(y == i)]
     if never and not out:
-        out.append(f"never predicts: {', '.join(never)} (try --class-weights)")
+        out.append(f"never predicts: {', '.join(never)} (if rare in training, try --class-weights)")
     return out
 
 

@@ -88,14 +88,18 @@ def _write_tables(out: Path, cells: list[dict[str, Any]], model: str, sp: Split)
     lines += ["", *(f"Warning: {w}" for w in warns)] if warns else []
     md = "\n".join(lines) + "\n"
     write_bytes_atomic(out / "matrix.md", md.encode())
-    table = "<table><tr><th>train \\ test</th><th>clean</th><th>masked</th></tr>" + "".join(
-        f"<tr><td>{tr}</td>"
+    table = (
+        "<table><tr><th>train \\ test</th><th>clean</th><th>masked</th></tr>"
         + "".join(
-            f"<td>{get[(tr, te)]['accuracy']:.1%}<br>F1 {get[(tr, te)]['macro_f1']:.3f}</td>"
-            for te in ("clean", "masked")
+            f"<tr><td>{tr}</td>"
+            + "".join(
+                f"<td>{get[(tr, te)]['accuracy']:.1%}<br>F1 {get[(tr, te)]['macro_f1']:.3f}</td>"
+                for te in ("clean", "masked")
+            )
+            + "</tr>"
+            for tr in ("clean", "masked")
         )
-        + "</tr>"
-        for tr in ("clean", "masked")
+        + "</table>"
     )
     warn_html = "".join(f"<p class='warn'>&#9888; {html.escape(w)}</p>" for w in warns)
     sections = [("Accuracy matrix", f"<p class='note'>Split: {sp.describe()}.</p>{warn_html}{table}")]
