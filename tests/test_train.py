@@ -185,6 +185,10 @@ def test_cli_train_evaluate_experiment(tmp_path):
     assert "| clean |" in res.output and "| masked |" in res.output
     rows = (tmp_path / "exp" / "matrix.csv").read_text().splitlines()
     assert rows[0] == "train,test,accuracy,macro_f1,n" and len(rows) == 5
-    assert_balanced_html((tmp_path / "exp" / "report.html").read_text())
+    report = (tmp_path / "exp" / "report.html").read_text()
+    assert_balanced_html(report)
+    for cell in re.findall(r"href='([^']+)'", report):
+        assert (tmp_path / "exp" / cell).is_file()
+    assert len(re.findall(r"href='", report)) == 4
     res = runner.invoke(main, ["train", str(SHARED / "ckplus48-dev"), "-o", str(tmp_path / "r2"), "--model", "vit"])
     assert res.exit_code == 1 and "choose one of" in res.output and "Traceback" not in res.output

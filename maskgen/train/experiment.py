@@ -105,5 +105,6 @@ def _write_tables(out: Path, cells: list[dict[str, Any]], model: str, sp: Split)
     sections = [("Accuracy matrix", f"<p class='note'>Split: {sp.describe()}.</p>{warn_html}{table}")]
     for c in cells:
         cell = out / f"train-{c['train']}_test-{c['test']}"
-        sections.append((f"train {c['train']} / test {c['test']}", img_tag(cell / "confusion.png", "confusion")))
+        link = f"<p class='note'><a href='{cell.name}/report.html'>per-class metrics and saliency maps</a></p>"
+        sections.append((f"train {c['train']} / test {c['test']}", link + img_tag(cell / "confusion.png", "confusion")))
     write_report(out / "report.html", f"{model}: clean vs masked", sections)
