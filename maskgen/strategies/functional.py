@@ -7,6 +7,8 @@ an alpha channel is left alone), and returns the occlusion: 255 exactly where pi
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
@@ -41,20 +43,25 @@ def max_value(dtype: np.dtype) -> float:
 def parse_colour(value: object) -> tuple[int, int, int]:
     """An RGB triple from a name, '#rrggbb', a gray level or an (r, g, b) sequence."""
     if isinstance(value, str):
-        v = value.strip().lower()
-        if v in NAMED_COLOURS:
-            return NAMED_COLOURS[v]
-        if v.startswith("#") and len(v) == 7:
-            try:
-                return tuple(int(v[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
-            except ValueError:
-                pass
-        raise BadParameter(f"colour {value!r} is not a name ({', '.join(NAMED_COLOURS)}), '#rrggbb' or a number")
+        return _parse_colour_name(value)
     if isinstance(value, (int, float)) and 0 <= value <= 255:
         return (int(value),) * 3  # type: ignore[return-value]
     if isinstance(value, (list, tuple)) and len(value) == 3 and all(0 <= float(c) <= 255 for c in value):
         return tuple(int(c) for c in value)  # type: ignore[return-value]
     raise BadParameter(f"colour {value!r} is not a name, '#rrggbb', a 0-255 gray level or an (r, g, b) triple")
+
+
+@lru_cache(maxsize=1024)  # masks draw from a small palette millions of times
+def _parse_colour_name(value: str) -> tuple[int, int, int]:
+    v = value.strip().lower()
+    if v in NAMED_COLOURS:
+        return NAMED_COLOURS[v]
+    if v.startswith("#") and len(v) == 7:
+        try:
+            return tuple(int(v[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+        except ValueError:
+            pass
+    raise BadParameter(f"colour {value!r} is not a name ({', '.join(NAMED_COLOURS)}), '#rrggbb' or a number")
 
 
 def colour_hex(rgb: tuple[int, int, int]) -> str:

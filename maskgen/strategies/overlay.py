@@ -25,11 +25,16 @@ DEFAULT_WEIGHTS = {"surgical": 3, "cloth": 2, "n95": 1, "kn95": 2, "gas": 0.5, "
 
 
 def _choose(rng: np.random.Generator, weights: dict[str, float]) -> str:
-    names, w = list(weights), [float(v) for v in weights.values()]
+    names, cum = _cumulative(tuple(weights.items()))
+    return names[min(bisect_right(cum, rng.random() * cum[-1]), len(names) - 1)]
+
+
+@lru_cache(maxsize=64)  # a run uses one or two weightings for millions of draws
+def _cumulative(items: tuple[tuple[str, float], ...]) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    w = [float(v) for _, v in items]
     if min(w) < 0 or sum(w) <= 0:
         raise BadParameter("type weights must be non-negative and not all zero")
-    cum = list(accumulate(w))
-    return names[min(bisect_right(cum, rng.random() * cum[-1]), len(names) - 1)]
+    return tuple(k for k, _ in items), tuple(accumulate(w))
 
 
 def pattern_layer(kind: str, shape: tuple[int, int], period: float, seed: int) -> np.ndarray:
