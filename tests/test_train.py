@@ -192,3 +192,7 @@ def test_cli_train_evaluate_experiment(tmp_path):
     assert len(re.findall(r"href='", report)) == 4
     res = runner.invoke(main, ["train", str(SHARED / "ckplus48-dev"), "-o", str(tmp_path / "r2"), "--model", "vit"])
     assert res.exit_code == 1 and "choose one of" in res.output and "Traceback" not in res.output
+    res = runner.invoke(
+        main, ["train", str(SHARED / "ckplus48-dev"), "-o", str(tmp_path / "r3"), "--stn-lr-scale", "0"]
+    )
+    assert res.exit_code == 2 and "--stn-lr-scale" in res.output and not (tmp_path / "r3").exists()

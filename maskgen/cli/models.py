@@ -49,7 +49,7 @@ def train_options(f):
         ),
         click.option(
             "--stn-lr-scale",
-            type=float,
+            type=click.FloatRange(0, 10, min_open=True),
             default=0.1,
             show_default=True,
             help="Learning rate of Deep-Emotion's spatial transformer, as a fraction of --lr (1: one rate for all).",

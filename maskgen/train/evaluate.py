@@ -40,8 +40,8 @@ def prediction_warnings(y: np.ndarray, pred: np.ndarray, labels: list[str]) -> l
     truth = float(np.mean(y == top))
     if share[top] >= 0.9 and truth < 0.75:
         out.append(
-            f"collapsed: predicts '{labels[top]}' for {share[top]:.0%} of images ({truth:.0%} of them are); "
-            "training has diverged or learned nothing"
+            f"collapsed: predicts '{labels[top]}' for {share[top]:.0%} of images (only {truth:.0%} are); "
+            "on its own training data this means training diverged"
         )
     never = [labels[i] for i in range(len(labels)) if share[i] == 0 and np.any(y == i)]
     if never and not out:
