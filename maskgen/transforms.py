@@ -24,8 +24,7 @@ from .errors import BadParameter
 from .facecache import FaceCache
 from .seeds import generator, item_seed
 from .strategies import STRATEGIES, check_image, get_strategy
-from .strategies import functional as F
-from .strategies.zero import split_point
+from .strategies.batch import apply_batch, batchable
 from .templates import MASK_TYPES
 from .types import Faces
 
@@ -139,13 +138,14 @@ class MaskFaces:
 
         The same bytes as calling the transform on each image in turn (same seeds, same draws), but the
         per-pixel work runs once for the whole batch: several times cheaper for small crops. Images with
-        more than one face, `zero` with extent='face' or a mean/noise fill take the one-image path.
+        more than one face or over 160x160 pixels, `zero` with extent='face' or a mean/noise fill take
+        the one-image path.
         `MaskCollate` calls this from a DataLoader's collate_fn.
         """
         x = np.asarray(images)
         if x.dtype != np.uint8 or x.ndim not in (3, 4) or x.ndim == 4 and x.shape[3] not in (3, 4):
             raise BadParameter(f"batch() takes a (B,H,W) or (B,H,W,3|4) uint8 array, got {x.dtype} {x.shape}")
-        out, shape = x.copy(), x.shape[1:]
+        out = x.copy()
         occ = np.zeros(x.shape[:3], bool)
         strat = get_strategy(self.strategy)
         fast: list[tuple[int, Faces, dict[str, Any]]] = []
@@ -154,13 +154,7 @@ class MaskFaces:
             if drawn is None:
                 continue
             faces, p = drawn
-            simple = len(faces) == 1 and (
-                self.strategy == "overlay"
-                or self.strategy == "zero"
-                and p["extent"] == "image"
-                and not (isinstance(p["fill"], str) and p["fill"] in ("mean", "noise"))
-            )
-            if simple:
+            if batchable(self.strategy, x[i], faces, p):
                 fast.append((i, faces, p))
             else:
                 out[i], o = strat.apply(x[i], faces, **p)
@@ -168,28 +162,9 @@ class MaskFaces:
         if fast:
             idx = np.array([i for i, _, _ in fast])
             sub = out[idx]
-            if self.strategy == "zero":
-                occ[idx] = self._zero_batch(sub, fast)
-            else:
-                canvas = np.zeros((*sub.shape[:3], 2 if sub.ndim == 3 else 4), np.float32)
-                for j, (_, faces, p) in enumerate(fast):
-                    for patch, (ox, oy) in strat.patches(shape, faces, **p):
-                        canvas[j, oy : oy + patch.shape[0], ox : ox + patch.shape[1]] = patch
-                occ[idx] = F.blend_premultiplied_batch(sub, canvas)
+            occ[idx] = apply_batch(self.strategy, sub, [(faces, p) for _, faces, p in fast])
             out[idx] = sub
         return (out, occ.astype(np.uint8) * 255) if self.return_occlusion else out
-
-    @staticmethod
-    def _zero_batch(sub: np.ndarray, fast: list[tuple[int, Faces, dict[str, Any]]]) -> np.ndarray:
-        points, normals, fills = [], [], []
-        for _, faces, p in fast:
-            point, down = split_point(faces.landmarks[0], p["ratio"])
-            points.append(point)
-            normals.append(down)
-            fill = F.fill_image(sub[0], p["fill"])  # a constant colour, float32 (1, 1, 3)
-            fills.append(fill @ F.LUMA if sub.ndim == 3 else fill)
-        alphas = F.half_planes(sub.shape[1:3], np.array(points), np.array(normals))
-        return F.composite_batch(sub, alphas, np.stack(fills))
 
     def __repr__(self) -> str:
         return (
