@@ -18,9 +18,11 @@ import numpy as np
 from ..detectors import detect_batch
 from ..errors import MaskgenError, NotAnImage
 from ..io import read_image_with_info, write_image
-from ..seeds import item_seed
-from ..strategies import mask
+from ..seeds import generator, item_seed
+from ..strategies import get_strategy
+from ..strategies.batch import apply_batch, batchable
 from ..templates import load_template
+from ..types import Faces
 from .sources import Record, pixels_to_image
 
 
@@ -112,6 +114,75 @@ def _resize(img: np.ndarray, size: tuple[int, int] | None, nearest: bool = False
     return cv2.resize(img, size, interpolation=interp)
 
 
+@dataclass
+class _Job:
+    """One output to make: a record's image, its faces, and the resolved parameters of one variant."""
+
+    rec: Record
+    img: np.ndarray
+    digest: str
+    quality: int | None
+    faces: Faces
+    variant: int
+    mask_type: str | None
+    seed: int
+    params: dict[str, Any]
+    out: np.ndarray | None = None  # set by `_apply_batches`, else masked when written
+    occlusion: np.ndarray | None = None
+
+
+def _apply_batches(strategy: str, jobs: list[_Job]) -> None:
+    """Mask the small same-size images among `jobs` in one batch per size: the same bytes as one at a
+    time, the pixel work done once. Other jobs are masked one by one when written (large images: only
+    one output in memory at a time)."""
+    groups: dict[tuple, list[_Job]] = {}
+    for job in jobs:
+        if batchable(strategy, job.img, job.faces, job.params):
+            groups.setdefault(job.img.shape, []).append(job)
+    for group in groups.values():
+        stack = np.stack([j.img for j in group])
+        occ = apply_batch(strategy, stack, [(j.faces, j.params) for j in group])
+        for j, out, o in zip(group, stack, occ, strict=True):
+            j.out, j.occlusion = out, o.astype(np.uint8) * 255
+
+
+def _write(job: _Job, cfg: ConvertConfig, root: Path) -> dict[str, Any]:
+    """Write a masked job's files (atomically) and return its manifest row."""
+    rec, use, res_params = job.rec, job.faces, job.params
+    rel = output_path(rec, cfg, job.variant, job.mask_type)
+    out = _resize(job.out, cfg.size)
+    write_image(root / rel, out, quality=job.quality)
+    if cfg.occlusion:
+        write_image(root / rel.with_name(f"{rel.stem}_occlusion.png"), _resize(job.occlusion, cfg.size, True))
+    if cfg.keep_original:
+        write_image(
+            root / rel.with_name(f"{rel.stem}_original{rel.suffix}"), _resize(job.img, cfg.size), quality=job.quality
+        )
+    sources = sorted(set(use.landmark_source))
+    return {
+        "kind": "output",
+        "file_name": rel.as_posix(),
+        "label": rec.label,
+        "subject": rec.subject,
+        "split": rec.split,
+        "strategy": cfg.strategy,
+        "mask_type": res_params.get("type", ""),
+        "color": effective_colour(res_params),
+        "seed": job.seed,
+        "landmark_source": sources[0] if len(sources) == 1 else "+".join(sources),
+        "source": rec.key,
+        "source_sha256": job.digest,
+        "variant": job.variant,
+        "params": json.loads(json.dumps(res_params)),
+        "detector": use.detector,
+        "faces": len(use),
+        "boxes": [[round(float(v), 1) for v in box] for box in use.xyxy],
+        "width": int(out.shape[1]),
+        "height": int(out.shape[0]),
+        "extra": rec.extra,
+    }
+
+
 def run_chunk(records: list[Record], cfg: ConvertConfig, dst: str, excluded: dict[str, str]) -> list[dict]:
     """Process a chunk of records; returns manifest rows ("output") and skip rows ("skip").
 
@@ -137,6 +208,8 @@ def run_chunk(records: list[Record], cfg: ConvertConfig, dst: str, excluded: dic
             continue
         loaded.append((rec, img, digest, quality))
     faces_list = detect_batch([x[1] for x in loaded], detector=cfg.detector, fallback=cfg.fallback)
+    strat = get_strategy(cfg.strategy)
+    jobs: list[_Job] = []
     for (rec, img, digest, quality), faces in zip(loaded, faces_list, strict=True):
         if len(faces) == 0:
             hint = "" if cfg.fallback else "; --fallback aligned masks pre-aligned crops with the recorded prior"
@@ -156,43 +229,20 @@ def run_chunk(records: list[Record], cfg: ConvertConfig, dst: str, excluded: dic
             if mask_type is not None:
                 params["type"] = mask_type
             seed = item_seed(cfg.seed, rec.key, variant)
-            try:
-                res = mask(img, cfg.strategy, faces=use, seed=seed, **params)
+            try:  # as `mask` does: draw the parameters first, apply them second
+                resolved = strat.resolve(generator(seed), **params)
             except MaskgenError as e:
                 events.append(_skip(rec, e.code, str(e), variant))
                 continue
-            rel = output_path(rec, cfg, variant, mask_type)
-            out = _resize(res.image, cfg.size)
-            write_image(root / rel, out, quality=quality)
-            if cfg.occlusion:
-                write_image(root / rel.with_name(f"{rel.stem}_occlusion.png"), _resize(res.occlusion, cfg.size, True))
-            if cfg.keep_original:
-                write_image(
-                    root / rel.with_name(f"{rel.stem}_original{rel.suffix}"), _resize(img, cfg.size), quality=quality
-                )
-            sources = sorted(set(use.landmark_source))
-            events.append(
-                {
-                    "kind": "output",
-                    "file_name": rel.as_posix(),
-                    "label": rec.label,
-                    "subject": rec.subject,
-                    "split": rec.split,
-                    "strategy": cfg.strategy,
-                    "mask_type": res.params.get("type", ""),
-                    "color": effective_colour(res.params),
-                    "seed": seed,
-                    "landmark_source": sources[0] if len(sources) == 1 else "+".join(sources),
-                    "source": rec.key,
-                    "source_sha256": digest,
-                    "variant": variant,
-                    "params": json.loads(json.dumps(res.params)),
-                    "detector": use.detector,
-                    "faces": len(use),
-                    "boxes": [[round(float(v), 1) for v in box] for box in use.xyxy],
-                    "width": int(out.shape[1]),
-                    "height": int(out.shape[0]),
-                    "extra": rec.extra,
-                }
-            )
+            jobs.append(_Job(rec, img, digest, quality, use, variant, mask_type, seed, resolved))
+    _apply_batches(cfg.strategy, jobs)
+    for job in jobs:
+        if job.out is None:
+            try:
+                job.out, job.occlusion = strat.apply(job.img, job.faces, **job.params)
+            except MaskgenError as e:
+                events.append(_skip(job.rec, e.code, str(e), job.variant))
+                continue
+        events.append(_write(job, cfg, root))
+        job.out = job.occlusion = None
     return events
