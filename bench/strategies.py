@@ -11,7 +11,8 @@ overlay >= 0.25x; with the default detector, FER2013-size crops at >= 700 images
 Usage: python bench/strategies.py [SHARED_DATA [OUT_PARENT]]. Outputs go under OUT_PARENT (default:
 build/ in the repo). Creating a small file on this VM's disk (ext4 mounted with `discard`) costs
 anywhere from 60 to 900 us depending on recent deletions and the folder's place on disk, so each
-floor row prints that cost: compare rows within one run, not across runs.
+floor row prints that cost, and each row's ratio is to a floor measured just before it. `pipeline, RAM disk` runs
+the chunk runner with outputs on /dev/shm (tmpfs): the code's own speed, without this disk.
 """
 
 from __future__ import annotations
@@ -108,9 +109,10 @@ def main() -> None:
         ("overlay random", "mtcnn", "overlay", {"type": "random"}),
     ]
     head = f"{'set':<13} {'strategy':<15} {'detector':<8} {'img/s':>7} {'x floor':>8} {'in-memory img/s':>16}"
-    print(f"{head} {'pipeline img/s':>15}   (outputs under {OUT_PARENT})")
+    print(f"{head} {'pipeline img/s':>15} {'pipeline, RAM disk':>19}   (outputs under {OUT_PARENT})")
     OUT_PARENT.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=OUT_PARENT) as tmp:
+    shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+    with tempfile.TemporaryDirectory(dir=OUT_PARENT) as tmp, tempfile.TemporaryDirectory(dir=shm) as ram:
         out = Path(tmp)
         for name, paths in sets.items():
             best(paths[:20], out, "overlay", "mtcnn", {})  # warm up models and caches
@@ -118,10 +120,15 @@ def main() -> None:
             probe = f"(creating a file: {create_cost(out):.0f} us)"
             print(f"{name:<13} {'(read+write)':<15} {'-':<8} {floor:>7.0f} {1.0:>8.2f} {probe:>32}")
             for label, det, strat, params in rows:
+                floor = best(paths, out, None, "", {})  # again, just before: this disk's speed drifts
                 rate = best(paths, out, strat, det, params)
                 mem = best(paths, None, strat, det, params)
                 piped = best(paths, out, strat, det, params, fn=pipeline)
-                print(f"{name:<13} {label:<15} {det:<8} {rate:>7.0f} {rate / floor:>8.2f} {mem:>16.0f} {piped:>15.0f}")
+                in_ram = best(paths, Path(ram), strat, det, params, fn=pipeline) if shm else float("nan")
+                print(
+                    f"{name:<13} {label:<15} {det:<8} {rate:>7.0f} {rate / floor:>8.2f} {mem:>16.0f} {piped:>15.0f}"
+                    f" {in_ram:>19.0f}"
+                )
 
 
 if __name__ == "__main__":
