@@ -310,3 +310,24 @@ def test_chunk_masking_equals_mask_one_by_one(tmp_path, monkeypatch, cfg):
         assert np.array_equal(mg.read_image(out.with_name(f"{out.stem}_occlusion.png")), res.occlusion)
     batched = cfg.params.get("fill") != "noise"
     assert (sum(sizes) == len(rows)) if batched else not sizes
+
+
+def test_chunk_falls_back_to_one_by_one_when_a_batch_fails(tmp_path, monkeypatch):
+    from maskgen.errors import BadParameter
+    from maskgen.pipeline import items
+    from maskgen.pipeline.sources import Record
+
+    paths = shared_set("ckplus48-dev")[:12]
+    records = [Record(key=f"{p.parent.name}/{p.name}", path=p, label=p.parent.name) for p in paths]
+    cfg = ConvertConfig(strategy="zero")
+    plain = items.run_chunk(records, cfg, str(tmp_path / "a"), {})
+
+    def broken(*a, **k):
+        raise BadParameter("simulated")
+
+    monkeypatch.setattr(items, "apply_batch", broken)
+    fallback = items.run_chunk(records, cfg, str(tmp_path / "b"), {})
+    names = sorted(e["file_name"] for e in plain if e["kind"] == "output")
+    assert names and names == sorted(e["file_name"] for e in fallback if e["kind"] == "output")
+    for n in names:
+        assert np.array_equal(mg.read_image(tmp_path / "a" / n), mg.read_image(tmp_path / "b" / n))

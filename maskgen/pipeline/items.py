@@ -141,7 +141,10 @@ def _apply_batches(strategy: str, jobs: list[_Job]) -> None:
             groups.setdefault(job.img.shape, []).append(job)
     for group in groups.values():
         stack = np.stack([j.img for j in group])
-        occ = apply_batch(strategy, stack, [(j.faces, j.params) for j in group])
+        try:
+            occ = apply_batch(strategy, stack, [(j.faces, j.params) for j in group])
+        except MaskgenError:
+            continue  # masked one by one when written instead, where each failure becomes a skip record
         for j, out, o in zip(group, stack, occ, strict=True):
             j.out, j.occlusion = out, o.astype(np.uint8) * 255
 
