@@ -24,7 +24,7 @@ from .errors import BadParameter
 from .facecache import FaceCache
 from .seeds import generator, item_seed
 from .strategies import STRATEGIES, check_image, get_strategy
-from .strategies.batch import apply_batch, batchable
+from .strategies.batch import apply_grouped
 from .templates import MASK_TYPES
 from .types import Faces
 
@@ -148,22 +148,12 @@ class MaskFaces:
         out = x.copy()
         occ = np.zeros(x.shape[:3], bool)
         strat = get_strategy(self.strategy)
-        fast: list[tuple[int, Faces, dict[str, Any]]] = []
-        for i in range(len(x)):
-            drawn = self._draw(x[i], self._next_seed())
-            if drawn is None:
-                continue
-            faces, p = drawn
-            if batchable(self.strategy, x[i], faces, p):
-                fast.append((i, faces, p))
-            else:
-                out[i], o = strat.apply(x[i], faces, **p)
-                occ[i] = o > 0
-        if fast:
-            idx = np.array([i for i, _, _ in fast])
-            sub = out[idx]
-            occ[idx] = apply_batch(self.strategy, sub, [(faces, p) for _, faces, p in fast])
-            out[idx] = sub
+        drawn = [(i, d) for i in range(len(x)) if (d := self._draw(x[i], self._next_seed())) is not None]
+        batched = apply_grouped(self.strategy, [(x[i], faces, p) for i, (faces, p) in drawn])
+        for (i, (faces, p)), done in zip(drawn, batched, strict=True):
+            if done is None:
+                done = strat.apply(x[i], faces, **p)
+            out[i], occ[i] = done[0], done[1] > 0
         return (out, occ.astype(np.uint8) * 255) if self.return_occlusion else out
 
     def __repr__(self) -> str:

@@ -286,13 +286,13 @@ def test_chunk_masking_equals_mask_one_by_one(tmp_path, monkeypatch, cfg):
     """convert masks a chunk's small crops in one batch: every output must equal `mg.mask` on that image
     with the same faces, seed and params (the manifest's), pixel for pixel, occlusion included."""
     from maskgen.detectors import detect_batch
-    from maskgen.pipeline import items
     from maskgen.pipeline.items import run_chunk
     from maskgen.pipeline.sources import Record
+    from maskgen.strategies import batch
 
     sizes: list[int] = []
-    real = items.apply_batch
-    monkeypatch.setattr(items, "apply_batch", lambda s, stack, jobs: sizes.append(len(stack)) or real(s, stack, jobs))
+    real = batch.apply_batch
+    monkeypatch.setattr(batch, "apply_batch", lambda s, stack, jobs: sizes.append(len(stack)) or real(s, stack, jobs))
 
     paths = shared_set("ckplus48-dev")[:40]
     records = [Record(key=f"{p.parent.name}/{p.name}", path=p, label=p.parent.name) for p in paths]
@@ -316,6 +316,7 @@ def test_chunk_falls_back_to_one_by_one_when_a_batch_fails(tmp_path, monkeypatch
     from maskgen.errors import BadParameter
     from maskgen.pipeline import items
     from maskgen.pipeline.sources import Record
+    from maskgen.strategies import batch
 
     paths = shared_set("ckplus48-dev")[:12]
     records = [Record(key=f"{p.parent.name}/{p.name}", path=p, label=p.parent.name) for p in paths]
@@ -325,7 +326,7 @@ def test_chunk_falls_back_to_one_by_one_when_a_batch_fails(tmp_path, monkeypatch
     def broken(*a, **k):
         raise BadParameter("simulated")
 
-    monkeypatch.setattr(items, "apply_batch", broken)
+    monkeypatch.setattr(batch, "apply_batch", broken)
     fallback = items.run_chunk(records, cfg, str(tmp_path / "b"), {})
     names = sorted(e["file_name"] for e in plain if e["kind"] == "output")
     assert names and names == sorted(e["file_name"] for e in fallback if e["kind"] == "output")

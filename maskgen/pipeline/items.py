@@ -20,7 +20,7 @@ from ..errors import MaskgenError, NotAnImage
 from ..io import read_image_with_info, write_image
 from ..seeds import generator, item_seed
 from ..strategies import get_strategy
-from ..strategies.batch import apply_batch, batchable
+from ..strategies.batch import apply_grouped
 from ..templates import load_template
 from ..types import Faces
 from .sources import Record, pixels_to_image
@@ -127,26 +127,8 @@ class _Job:
     mask_type: str | None
     seed: int
     params: dict[str, Any]
-    out: np.ndarray | None = None  # set by `_apply_batches`, else masked when written
+    out: np.ndarray | None = None  # set when masked in a batch, else masked when written
     occlusion: np.ndarray | None = None
-
-
-def _apply_batches(strategy: str, jobs: list[_Job]) -> None:
-    """Mask the small same-size images among `jobs` in one batch per size: the same bytes as one at a
-    time, the pixel work done once. Other jobs are masked one by one when written (large images: only
-    one output in memory at a time)."""
-    groups: dict[tuple, list[_Job]] = {}
-    for job in jobs:
-        if batchable(strategy, job.img, job.faces, job.params):
-            groups.setdefault(job.img.shape, []).append(job)
-    for group in groups.values():
-        stack = np.stack([j.img for j in group])
-        try:
-            occ = apply_batch(strategy, stack, [(j.faces, j.params) for j in group])
-        except MaskgenError:
-            continue  # masked one by one when written instead, where each failure becomes a skip record
-        for j, out, o in zip(group, stack, occ, strict=True):
-            j.out, j.occlusion = out, o.astype(np.uint8) * 255
 
 
 def _write(job: _Job, cfg: ConvertConfig, root: Path) -> dict[str, Any]:
@@ -238,7 +220,12 @@ def run_chunk(records: list[Record], cfg: ConvertConfig, dst: str, excluded: dic
                 events.append(_skip(rec, e.code, str(e), variant))
                 continue
             jobs.append(_Job(rec, img, digest, quality, use, variant, mask_type, seed, resolved))
-    _apply_batches(cfg.strategy, jobs)
+    # small same-size crops: masked in one array pass (same bytes); the rest one by one as they are
+    # written, so a large image's output is the only one in memory
+    batched = apply_grouped(cfg.strategy, [(j.img, j.faces, j.params) for j in jobs])
+    for job, done in zip(jobs, batched, strict=True):
+        if done is not None:
+            job.out, job.occlusion = done[0], done[1].astype(np.uint8) * 255
     for job in jobs:
         if job.out is None:
             try:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import MaskgenError
 from ..types import Faces
 from . import functional as F
 from .zero import split_point
@@ -52,3 +53,25 @@ def apply_batch(strategy: str, images: np.ndarray, jobs: list[tuple[Faces, dict[
         for patch, (ox, oy) in strat.patches(shape, faces, **p):
             canvas[j, oy : oy + patch.shape[0], ox : ox + patch.shape[1]] = patch
     return F.blend_premultiplied_batch(images, canvas)
+
+
+def apply_grouped(
+    strategy: str, jobs: list[tuple[np.ndarray, Faces, dict[str, Any]]]
+) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    """For each (image, faces, resolved params): (masked copy, bool occlusion) if it is `batchable`, done
+    with one `apply_batch` per image shape; None for the rest, and for a group whose batch failed, so
+    the caller masks those one at a time (where each failure can be reported on its own)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (img, faces, p) in enumerate(jobs):
+        if batchable(strategy, img, faces, p):
+            groups.setdefault((img.shape, img.dtype), []).append(i)
+    results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(jobs)
+    for idx in groups.values():
+        stack = np.stack([jobs[i][0] for i in idx])
+        try:
+            occ = apply_batch(strategy, stack, [jobs[i][1:] for i in idx])
+        except MaskgenError:
+            continue
+        for i, out, o in zip(idx, stack, occ, strict=True):
+            results[i] = (out, o)
+    return results
