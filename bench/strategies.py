@@ -8,6 +8,10 @@ builds its manifest rows). Reading, writing or detecting on helper threads was t
 nothing here (GIL hand-offs). Targets (issue 5): with the aligned prior, zero >= 0.5x the floor and
 overlay >= 0.25x; with the default detector, FER2013-size crops at >= 700 images/s.
 
+One process means one core: OpenCV is set to one thread (as in `convert`'s workers) and MTCNN's nets
+run on onnxruntime with one thread. (Before the fourth session OpenCV's dnn ran MTCNN on both cores
+here, which flattered the "one process" figures by about 1.5x.)
+
 Usage: python bench/strategies.py [SHARED_DATA [OUT_PARENT]]. Outputs go under OUT_PARENT (default:
 build/ in the repo). Creating a small file on this VM's disk (ext4 mounted with `discard`) costs
 anywhere from 60 to 900 us depending on recent deletions and the folder's place on disk, so each
@@ -22,6 +26,8 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+
+import cv2
 
 import maskgen as mg
 from maskgen.detectors import detect_batch
@@ -97,6 +103,7 @@ def best(*args, fn=run) -> float:
 
 
 def main() -> None:
+    cv2.setNumThreads(1)
     sets = {n: sorted((ROOT / n).glob("*/*")) for n in ("fer2013-dev", "ckplus48-dev", "jaffe-dev")}
     sets = {n: p for n, p in sets.items() if p}
     if not sets:
