@@ -145,3 +145,52 @@ def test_zoomed_onet_rescues_loose_crops_without_the_cascade(monkeypatch):
     for f in rescued:
         assert len(f) == 1 and landmarks_are_sane(f.landmarks[0], 48, 48)
         assert f.landmarks[0][:, 0].min() >= -2 and f.landmarks[0][:, 0].max() <= 50  # mapped back to the crop
+
+
+def _reference_onet():
+    """O-Net as OpenCV's classic dnn engine runs it (OpenCV 4.x has only that engine)."""
+    import cv2
+
+    from maskgen.detectors.mtcnn import _onnx_path
+
+    classic = getattr(cv2.dnn, "ENGINE_CLASSIC", None)
+    if classic is None:
+        return cv2.dnn.readNetFromONNX(_onnx_path("onet"))
+    return cv2.dnn.readNetFromONNX(_onnx_path("onet"), engine=classic)
+
+
+def test_mtcnn_nets_give_the_reference_numbers_on_one_thread(astronaut):
+    """onnxruntime runs the same O-Net as OpenCV's classic engine, to float precision, on one thread.
+    (OpenCV 5.0's default engine differs from both by up to 0.06 in the point outputs.)"""
+    import cv2
+
+    det = get_detector("mtcnn")
+    onet = det.net._onet
+    assert onet.session.get_session_options().intra_op_num_threads == 1
+    x0, y0, x1, y1 = det(astronaut).xyxy[0]
+    crops = []
+    for m in (0.0, 0.1, 0.2):  # the face box, and looser crops around it
+        dx, dy = m * (x1 - x0), m * (y1 - y0)
+        face = astronaut[int(y0 - dy) : int(y1 + dy), int(x0 - dx) : int(x1 + dx)]
+        crop = cv2.resize(face, (48, 48), interpolation=cv2.INTER_AREA)
+        crops += [crop, np.dstack([crop @ np.array([0.299, 0.587, 0.114])] * 3)]
+    x = (np.stack(crops).astype(np.float32) - 127.5) * 0.0078125
+    x = np.ascontiguousarray(x.transpose(0, 2, 1, 3))
+    names = ["dense_5", "dense_6", "softmax_2"]
+    onet.setInput(x)
+    ours = onet.forward(names)
+    ref = _reference_onet()
+    ref.setInput(x)
+    for a, b in zip(ours, ref.forward(names), strict=True):
+        assert np.abs(a - b).max() < 1e-4
+    assert (ours[2][:, 1] > 0.9).all()  # every crop is a face
+
+
+def test_mtcnn_without_onnxruntime_says_how_to_install(monkeypatch):
+    import sys
+
+    from maskgen.detectors.mtcnn import OnnxNet, _onnx_path
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    with pytest.raises(mg.errors.MissingExtra, match="pip install onnxruntime"):
+        OnnxNet(_onnx_path("onet"))
