@@ -1,4 +1,5 @@
 import io
+import os
 
 import numpy as np
 import pytest
@@ -184,3 +185,24 @@ def test_write_makes_missing_folders(tmp_path, astronaut):
     p = mg.write_image(tmp_path / "a" / "b" / "c.png", astronaut[:16, :16])
     assert np.array_equal(mg.read_image(p), astronaut[:16, :16])
     assert [q.name for q in p.parent.iterdir()] == ["c.png"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path, astronaut):
+    old = os.umask(0o022)
+    try:
+        p = mg.write_image(tmp_path / "a.png", astronaut[:16, :16])
+    finally:
+        os.umask(old)
+    assert p.stat().st_mode & 0o777 == 0o644  # readable by a lab's other users, like any saved file
+
+
+def test_a_failed_write_leaves_neither_file_nor_temp(tmp_path, monkeypatch):
+    from maskgen import io as mio
+
+    def broken(fd, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mio.os, "write", broken)
+    with pytest.raises(OSError, match="No space"):
+        mio.write_bytes_atomic(tmp_path / "a.bin", b"x" * 100)
+    assert list(tmp_path.iterdir()) == []
