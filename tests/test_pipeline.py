@@ -203,6 +203,20 @@ def test_dask_local_cluster(tmp_path):
 
 
 @pytest.mark.slow
+def children(pid: int) -> list[int]:
+    """Live child processes of `pid`, from /proc (Linux)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find worker processes")
 def test_kill_and_resume_equals_uninterrupted(tmp_path):
     src = SHARED / "fer2013-dev"
     shared_set("fer2013-dev")
@@ -214,6 +228,8 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
         "random",
         "--color",
         "random",
+        "--jobs",
+        "2",
     ]
     done = subprocess.run([*cmd, str(tmp_path / "full")], check=True, capture_output=True, text=True)
     assert "350 inputs" in done.stdout
@@ -221,8 +237,15 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     proc = subprocess.Popen([*cmd, str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     manifest = tmp_path / "killed" / "manifest.jsonl"
     wait_for_rows(proc, manifest, 100)
+    workers = children(proc.pid)
+    assert len(workers) >= 2  # the pool's two workers (and perhaps multiprocessing's resource tracker)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # its pool workers end too (between chunks) instead of waiting for work forever
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "orphaned workers still running"
     done_before = manifest.read_text().count("\n")
     assert 0 < done_before < 350 and not (tmp_path / "killed" / "metadata.csv").exists()
     out = subprocess.run([*cmd, str(tmp_path / "killed")], check=True, capture_output=True, text=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -99,16 +101,37 @@ def single_threaded_opencv() -> Iterator[None]:
 def _local_executor(jobs: int) -> ProcessPoolExecutor:
     import multiprocessing as mp
 
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+    return ProcessPoolExecutor(
+        max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(os.getpid(),)
+    )
 
 
-def _worker_init() -> None:
+_BUSY = threading.Lock()  # held by a worker while it runs a chunk
+
+
+def _worker_init(parent: int) -> None:
     import signal
 
     import cv2
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled once, by the main process
     cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would oversubscribe
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="maskgen-parent-watch").start()
+
+
+def _exit_with_parent(parent: int, every: float = 0.5) -> None:
+    """End this worker once its `convert` process is gone (kill -9, the OOM killer): a pool worker holds
+    its own task queue's write end, so it would otherwise wait for work forever, holding its memory. It
+    ends between chunks, so no file is left half-written; the next run redoes the unjournaled chunk."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    with _BUSY:
+        os._exit(1)
+
+
+def _worker_chunk(records: list[Record], cfg: ConvertConfig, dst: str, excluded: dict[str, str]) -> list[dict]:
+    with _BUSY:
+        return run_chunk(records, cfg, dst, excluded)
 
 
 def convert(
@@ -197,7 +220,7 @@ def _run_pool(pool, todo, cfg, dst, excluded, handle, jobs: int) -> None:
     pending: set[Future] = set()
     chunks = _chunks(todo, CHUNK)
     for chunk in chunks:
-        pending.add(pool.submit(run_chunk, chunk, cfg, str(dst), _subset(excluded, chunk, cfg)))
+        pending.add(pool.submit(_worker_chunk, chunk, cfg, str(dst), _subset(excluded, chunk, cfg)))
         if len(pending) >= 2 * jobs:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for f in finished:
