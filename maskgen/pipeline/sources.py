@@ -91,26 +91,32 @@ def _image_files(root: Path) -> Iterator[Path]:
                 yield Path(dirpath) / f
 
 
-def all_files(root: Path) -> Iterator[Path]:
-    """Every non-hidden file under root (images or not), for accounting: nothing is silently ignored."""
+def _walk_files(root: Path) -> Iterator[tuple[str, tuple[str, ...], str]]:
+    """(folder, folder's parts relative to root, name) of every non-hidden file under root, sorted."""
+    base = len(os.path.join(os.fspath(root), ""))
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        links = [d for d in dirnames if (Path(dirpath) / d).is_symlink()]
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX" and d not in links)
+        rel = tuple(dirpath[base:].split(os.sep)) if len(dirpath) > base else ()
         # symlinked folders are listed (and later skipped with a reason), never followed: they can loop
         for f in sorted([*filenames, *links]):
             if not f.startswith("."):
-                yield Path(dirpath) / f
+                yield dirpath, rel, f
+
+
+def all_files(root: Path) -> Iterator[Path]:
+    """Every non-hidden file under root (images or not), for accounting: nothing is silently ignored."""
+    for dirpath, _, f in _walk_files(root):
+        yield Path(dirpath, f)
 
 
 def folder_records(root: Path, naming: str | None = None) -> Iterator[Record]:
     """SRC/<label>/*, SRC/<split>/<label>/*, or a flat folder (labels then come only from the naming)."""
-    files = list(all_files(root))
+    files = list(_walk_files(root))
     if naming is None:
-        naming = detect_naming([p.name for p in files if p.suffix.lower() in IMAGE_SUFFIXES])
+        naming = detect_naming([f for _, _, f in files if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES])
     parse = NAMINGS.get(naming) if naming else None
-    for p in files:
-        rel = p.relative_to(root)
-        parts = rel.parts[:-1]
+    for dirpath, parts, name in files:
         split, label = "", ""
         if len(parts) >= 2 and parts[0].lower() in SPLIT_NAMES:
             split, label = SPLIT_NAMES[parts[0].lower()], parts[1]
@@ -118,9 +124,10 @@ def folder_records(root: Path, naming: str | None = None) -> Iterator[Record]:
             label = parts[0]
         elif len(parts) == 1:
             split = SPLIT_NAMES[parts[0].lower()]
-        info = (parse(p.name) if parse else None) or {}
+        info = (parse(name) if parse else None) or {}
         extra = {k: v for k, v in info.items() if k not in ("label", "subject")}
-        yield Record(rel.as_posix(), p, label or info.get("label", ""), info.get("subject", ""), split, extra)
+        key = "/".join((*parts, name))
+        yield Record(key, Path(dirpath, name), label or info.get("label", ""), info.get("subject", ""), split, extra)
 
 
 def fer2013_csv_records(path: Path) -> Iterator[Record]:
