@@ -194,3 +194,14 @@ def test_mtcnn_without_onnxruntime_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
     with pytest.raises(mg.errors.MissingExtra, match="pip install onnxruntime"):
         OnnxNet(_onnx_path("onet"))
+
+
+def test_small_crop_cascade_honours_its_minimum_face(astronaut_sizes):
+    from maskgen.io import as_rgb
+
+    det = get_detector("mtcnn")
+    crop = as_rgb(astronaut_sizes["48"])
+    _, scores, _ = det._cascade_padded(crop, 0.5, det.small_min_face)
+    assert len(scores) >= 1 and scores.max() > 0.9  # the padded, upscaled 48 px crop: one clear face
+    _, scores, _ = det._cascade_padded(crop, 0.5, 400)  # larger than the whole upscaled copy
+    assert len(scores) == 0

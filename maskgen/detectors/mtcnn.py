@@ -89,11 +89,17 @@ class MTCNNDetector:
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
         onet_threshold: float = 0.5,
         min_face_size: int = 20,
+        small_min_face: int = 30,
     ) -> None:
         self.min_side = min_side
         self.thresholds = thresholds
         self.onet_threshold = onet_threshold
         self.min_face_size = min_face_size
+        # On the padded, upscaled copy of a small crop (160 px for a 48 px crop) faces under 30 px are a
+        # fifth of the crop or less: not what crops hold. Skipping them halves the cascade (the pyramid's
+        # two largest levels) and finds as many faces on FER2013's training split (188 vs 189 of the 663
+        # crops both O-Net looks reject).
+        self.small_min_face = small_min_face
         self._net = None
         self._status_cls = None
 
@@ -111,11 +117,12 @@ class MTCNNDetector:
         return self._net
 
     # -- the two ways of finding a face -------------------------------------------------------------
-    def _cascade(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Full P/R/O-Net cascade; returns boxes (N,4), scores (N,), float points (N,5,2)."""
+    def _cascade(self, rgb: np.ndarray, min_face: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Full P/R/O-Net cascade for faces of at least `min_face` px; returns boxes (N,4), scores (N,),
+        float points (N,5,2)."""
         net = self.net
         h, w = rgb.shape[:2]
-        m = 12 / net.min_face_size
+        m = 12 / min_face
         # The package's detect_faces rounds points to ints; its stages give floats (pinned version 1.0.2).
         scales = net._MTCNN__compute_scale_pyramid(m, min(h, w) * m)
         result = (scales, self._status_cls(width=w, height=h))
@@ -154,14 +161,14 @@ class MTCNNDetector:
         return out
 
     # -- the search ----------------------------------------------------------------------------------
-    def _cascade_padded(self, rgb: np.ndarray, pad_frac: float):
+    def _cascade_padded(self, rgb: np.ndarray, pad_frac: float, min_face: int):
         h, w = rgb.shape[:2]
         pad = int(round(pad_frac * max(h, w)))
         work = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else rgb
         scale = max(1.0, self.min_side / min(work.shape[:2]))
         if scale > 1:
             work = cv2.resize(work, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-        boxes, scores, pts = self._cascade(work)
+        boxes, scores, pts = self._cascade(work, min_face)
         return boxes / scale - pad, scores, pts / scale - pad
 
     @staticmethod
@@ -194,7 +201,8 @@ class MTCNNDetector:
                 else:
                     found = self._accept(*self._onet_whole([rgb], frame)[0], w, h, self.onet_threshold)
             else:
-                found = self._accept(*self._cascade_padded(rgb, frame), w, h, 0.0)
+                min_face = self.small_min_face if small else self.min_face_size
+                found = self._accept(*self._cascade_padded(rgb, frame, min_face), w, h, 0.0)
             if found:
                 return found
         return []
