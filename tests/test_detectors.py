@@ -201,7 +201,7 @@ def test_small_crop_cascade_honours_its_minimum_face(astronaut_sizes):
 
     det = get_detector("mtcnn")
     crop = as_rgb(astronaut_sizes["48"])
-    _, scores, _ = det._cascade_padded(crop, 0.5, det.small_min_face)
+    _, scores, _ = det._cascade_padded(crop, 0.5, det.crop_min_face)
     assert len(scores) >= 1 and scores.max() > 0.9  # the padded, upscaled 48 px crop: one clear face
     _, scores, _ = det._cascade_padded(crop, 0.5, 400)  # larger than the whole upscaled copy
     assert len(scores) == 0

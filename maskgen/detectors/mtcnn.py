@@ -89,17 +89,18 @@ class MTCNNDetector:
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
         onet_threshold: float = 0.5,
         min_face_size: int = 20,
-        small_min_face: int = 30,
+        crop_min_face: int = 30,
     ) -> None:
         self.min_side = min_side
         self.thresholds = thresholds
         self.onet_threshold = onet_threshold
         self.min_face_size = min_face_size
-        # On the padded, upscaled copy of a small crop (160 px for a 48 px crop) faces under 30 px are a
-        # fifth of the crop or less: not what crops hold. Skipping them halves the cascade (the pyramid's
-        # two largest levels) and finds as many faces on FER2013's training split (188 vs 189 of the 663
-        # crops both O-Net looks reject).
-        self.small_min_face = small_min_face
+        # Images no larger than O-Net's 48 px input (FER2013, CK+48) are face crops, not scenes: on their
+        # padded, upscaled copy (160 px) a face under 30 px would be under a fifth of the crop. Skipping
+        # those halves the cascade (the pyramid's two largest levels) and finds as many faces on FER2013's
+        # training split (188 vs 189 of the 663 crops both O-Net looks reject). Larger small images (a
+        # 64 px thumbnail of a whole photo) keep `min_face_size`.
+        self.crop_min_face = crop_min_face
         self._net = None
         self._status_cls = None
 
@@ -201,7 +202,7 @@ class MTCNNDetector:
                 else:
                     found = self._accept(*self._onet_whole([rgb], frame)[0], w, h, self.onet_threshold)
             else:
-                min_face = self.small_min_face if small else self.min_face_size
+                min_face = self.crop_min_face if max(h, w) <= 48 else self.min_face_size
                 found = self._accept(*self._cascade_padded(rgb, frame, min_face), w, h, 0.0)
             if found:
                 return found
