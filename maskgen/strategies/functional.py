@@ -253,11 +253,6 @@ def affine_placement(
     return fwd, box
 
 
-def luminance_alpha(rgba: np.ndarray) -> np.ndarray:
-    """A premultiplied RGBA float patch as premultiplied (luminance, alpha)."""
-    return np.stack([rgba[..., :3] @ LUMA, rgba[..., 3]], axis=2)
-
-
 def warp_into_box(
     src: np.ndarray, fwd: np.ndarray, box: tuple[int, int, int, int]
 ) -> tuple[np.ndarray, tuple[int, int]]:
