@@ -355,3 +355,17 @@ def test_chunk_falls_back_to_one_by_one_when_a_batch_fails(tmp_path, monkeypatch
     assert names and names == sorted(e["file_name"] for e in fallback if e["kind"] == "output")
     for n in names:
         assert np.array_equal(mg.read_image(tmp_path / "a" / n), mg.read_image(tmp_path / "b" / n))
+
+
+def test_resume_sweeps_temp_files_a_killed_run_left(tmp_path):
+    cfg = ConvertConfig(strategy="zero")
+    convert(EXAMPLES, tmp_path / "d", cfg)
+    rows = rows_of(tmp_path / "d")
+    out = tmp_path / "d" / rows[0]["file_name"]
+    before = out.read_bytes()
+    left = out.with_name(f".{out.name}.4242-17.part")  # what a write cut by kill -9 leaves
+    left.write_bytes(before[:10])
+    summary = convert(EXAMPLES, tmp_path / "d", cfg)
+    assert summary.resumed == len({r["source"] for r in rows})
+    assert not left.exists() and out.read_bytes() == before
+    assert not list((tmp_path / "d").rglob("*.part"))

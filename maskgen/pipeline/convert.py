@@ -3,6 +3,7 @@ every output and skip, resume after any interruption, and leave DST sorted and c
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -68,6 +69,19 @@ def prepare_destination(src: Path, dst: Path, cfg: ConvertConfig, overwrite: boo
         raise DestinationError(f"{dst} is not empty and was not made by maskgen; use --overwrite to write into it")
     mf.write_config(dst, config)
     return config
+
+
+def sweep_partials(dst: Path) -> int:
+    """Delete the temp files a killed run left beside its outputs (`.NAME.PID-TID.part`, written before
+    each rename); returns how many. Only for a resumed DST: it walks the whole tree."""
+    swept = 0
+    for dirpath, _, files in os.walk(dst):
+        for f in files:
+            if f.startswith(".") and f.endswith(".part"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(dirpath, f))
+                    swept += 1
+    return swept
 
 
 def clear_outputs(dst: Path) -> None:
@@ -152,7 +166,10 @@ def convert(
     if jobs <= 0:
         jobs = os.cpu_count() or 1
     check_paths(src, dst)
+    resuming = mf.read_config(dst) is not None if dst.exists() else False
     prepare_destination(src, dst, cfg, overwrite)
+    if resuming:
+        sweep_partials(dst)
     journal = mf.Journal(dst)
     pairs, whole = journal.done()
     planned = {v for v, _ in cfg.plan()}
