@@ -15,7 +15,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..errors import BadParameter, MaskgenError
 from . import manifest as mf
@@ -49,8 +48,9 @@ def check_paths(src: Path, dst: Path) -> None:
         raise DestinationError(f"the source {src} is inside {dst}; choose an output folder beside it")
 
 
-def prepare_destination(src: Path, dst: Path, cfg: ConvertConfig, overwrite: bool) -> dict[str, Any]:
-    """Refuse a DST made by another configuration (or not by maskgen) unless --overwrite."""
+def prepare_destination(src: Path, dst: Path, cfg: ConvertConfig, overwrite: bool) -> None:
+    """Refuse a DST made by another configuration (or not by maskgen) unless --overwrite; in a DST an
+    earlier run made, delete the temp files a killed run left."""
     config = {"source": str(src.resolve()), "maskgen": cfg.to_json()}
     old = mf.read_config(dst) if dst.exists() else None
     if old is not None and old != config:
@@ -67,13 +67,14 @@ def prepare_destination(src: Path, dst: Path, cfg: ConvertConfig, overwrite: boo
         clear_outputs(dst)
     elif old is None and dst.exists() and any(dst.iterdir()) and not overwrite:
         raise DestinationError(f"{dst} is not empty and was not made by maskgen; use --overwrite to write into it")
+    if old is not None:
+        sweep_partials(dst)
     mf.write_config(dst, config)
-    return config
 
 
 def sweep_partials(dst: Path) -> int:
     """Delete the temp files a killed run left beside its outputs (`.NAME.PID-TID.part`, written before
-    each rename); returns how many. Only for a resumed DST: it walks the whole tree."""
+    each rename); returns how many. It walks the whole tree: for a DST an earlier run made."""
     swept = 0
     for dirpath, _, files in os.walk(dst):
         for f in files:
@@ -166,10 +167,7 @@ def convert(
     if jobs <= 0:
         jobs = os.cpu_count() or 1
     check_paths(src, dst)
-    resuming = mf.read_config(dst) is not None if dst.exists() else False
     prepare_destination(src, dst, cfg, overwrite)
-    if resuming:
-        sweep_partials(dst)
     journal = mf.Journal(dst)
     pairs, whole = journal.done()
     planned = {v for v, _ in cfg.plan()}
