@@ -66,8 +66,8 @@ def gray_level(
 ) -> np.ndarray:
     """`styled_level` for gray images: luminance in the three colour channels (premultiplied, cached).
 
-    Warped as four channels (OpenCV warps two-channel float images through a fixed-point table, off by
-    up to 0.02; four are exact), then channels 0 and 3 are the (luminance, alpha) patch, as a view.
+    Warped as four channels (two-channel warps are inexact: see `warp_into_box`), then channels 0 and 3
+    are the (luminance, alpha) patch, as a view.
     """
     rgba = styled_level(name, k, color, strength, pattern, scale, pcolor, pseed)
     lum = rgba[..., :3] @ F.LUMA

@@ -56,10 +56,7 @@ def experiment(
             y = _encode([items[i] for i in idx], labels)
             note = f"trained on {tr}, tested on {te}: {len(idx)} images, {sp.describe()}"
             m = write_evaluation(run, x[idx], y, out / f"train-{tr}_test-{te}", f"train {tr} / test {te}", note)
-            cells.append(
-                {"train": tr, "test": te, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n": m["n"]}
-                | {"warnings": m["warnings"]}
-            )
+            cells.append({"train": tr, "test": te} | {k: m[k] for k in ("accuracy", "macro_f1", "n", "warnings")})
     _write_tables(out, cells, args.model, sp)
     return cells
 
