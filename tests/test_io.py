@@ -134,7 +134,7 @@ def test_fast_decode_equals_pillow_on_real_faces(tmp_path, samples, astronaut):
 
 
 def test_fast_decode_leaves_hard_cases_to_pillow(tmp_path, astronaut):
-    from maskgen.io import _fast_decode, _open, read_bytes
+    from maskgen.io import _fast_read, read_bytes
 
     small = astronaut[:64, :64]
     Image.fromarray(small[..., 0]).convert("1").save(tmp_path / "bits.png")
@@ -147,7 +147,7 @@ def test_fast_decode_leaves_hard_cases_to_pillow(tmp_path, astronaut):
     full = (tmp_path / "plain.jpg").read_bytes()
     (tmp_path / "cut.jpg").write_bytes(full[: len(full) * 2 // 3])
     verdict = {
-        name: _fast_decode(_open(tmp_path / name), read_bytes(tmp_path / name)) is not None
+        name: _fast_read(read_bytes(tmp_path / name)) is not None
         for name in ("bits.png", "g.png", "rot.jpg", "rot.png", "plain.jpg", "cut.jpg")
     }
     assert verdict == {
@@ -163,6 +163,30 @@ def test_fast_decode_leaves_hard_cases_to_pillow(tmp_path, astronaut):
     assert np.array_equal(mg.read_image(tmp_path / "rot.png"), small[::-1, ::-1])  # orientation 3: turned 180
     with pytest.raises(errors.TruncatedImage, match="truncated"):
         mg.read_image(tmp_path / "cut.jpg")  # OpenCV would have filled the missing half with gray
+
+
+def test_header_info_equals_pillows(tmp_path, samples):
+    """The fast path reads format, mode, size and JPEG quality from the headers: as Pillow does."""
+    from maskgen.io import _info, _open, _sniff, read_bytes
+
+    img = samples["astronaut"][:96, :80]
+    Image.fromarray(img).save(tmp_path / "prog.jpg", quality=55, progressive=True)
+    Image.fromarray(img).save(tmp_path / "opt.jpg", quality=88, optimize=True, subsampling=2)
+    Image.fromarray(img[..., 1]).save(tmp_path / "gray.jpg", quality=97)
+    Image.fromarray(img).save(tmp_path / "rgb.png")
+    Image.fromarray(img[..., 0]).save(tmp_path / "gray.png")
+    for q in (5, 30, 75, 100):
+        mg.write_image(tmp_path / f"q{q}.jpg", img, quality=q)
+    paths = sorted(tmp_path.iterdir())
+    for sub in ("fer2013-dev", "ckplus48-dev", "jaffe-dev", "maskedreal-dev"):
+        paths += sorted(p for p in (SHARED / sub).rglob("*") if p.suffix.lower() in (".jpg", ".png"))[:60]
+    for p in paths:
+        sniffed, pil = _sniff(read_bytes(p)), _open(p)
+        assert sniffed == (_info(pil), pil.width, pil.height), p
+    Image.fromarray(img).convert("P").save(tmp_path / "pal.png")
+    Image.fromarray(img).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    Image.fromarray(img[..., 0].astype(np.uint16) * 257).save(tmp_path / "deep.png")
+    assert [_sniff(read_bytes(tmp_path / n)) for n in ("pal.png", "cmyk.jpg", "deep.png")] == [None] * 3
 
 
 def test_encoded_jpeg_keeps_quality_and_chroma(tmp_path, astronaut):

@@ -44,10 +44,11 @@ class OnnxNet:
 
     onnxruntime runs these small nets about twice as fast as OpenCV's dnn on one core (O-Net: ~0.5 vs
     ~1 ms per 48x48 crop; `bench/strategies.py`). One thread: parallelism comes from processes
-    (`convert --jobs`), and a library user's process keeps its other cores.
+    (`convert --jobs`), and a library user's process keeps its other cores. Large batches run in slices
+    of `max_batch`: O-Net's activations for 16 crops stay in cache (~0.42 vs ~0.50 ms per crop at 64).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, max_batch: int = 16) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -58,13 +59,18 @@ class OnnxNet:
         opts.log_severity_level = 3  # no warnings on stderr about unused initialisers
         self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name
+        self.max_batch = max_batch
         self._x: np.ndarray | None = None
 
     def setInput(self, x: np.ndarray) -> None:  # noqa: N802 (cv2.dnn.Net's name)
         self._x = np.ascontiguousarray(x, dtype=np.float32)
 
     def forward(self, names: list[str]) -> list[np.ndarray]:
-        return self.session.run(names, {self.input: self._x})
+        x, k = self._x, self.max_batch
+        if x is None or len(x) <= k:
+            return self.session.run(names, {self.input: x})
+        parts = [self.session.run(names, {self.input: x[i : i + k]}) for i in range(0, len(x), k)]
+        return [np.concatenate(p) for p in zip(*parts, strict=True)]
 
 
 def _onnx_path(name: str) -> str:
