@@ -313,7 +313,9 @@ def _decode(img: Image.Image, path: str | os.PathLike) -> np.ndarray:
 
 
 def format_for(path: str | os.PathLike) -> str:
-    suffix = Path(path).suffix.lower()
+    name = os.path.basename(os.fspath(path))
+    i = name.rfind(".")
+    suffix = name[i:].lower() if 0 < i < len(name) - 1 else ""  # as pathlib's suffix, without its cost
     if suffix not in _FORMATS:
         raise UnsupportedImage(
             f"{path}: cannot write {suffix or 'files without a suffix'}; use one of {IMAGE_SUFFIXES}"

@@ -369,3 +369,21 @@ def test_resume_sweeps_temp_files_a_killed_run_left(tmp_path):
     assert summary.resumed == len({r["source"] for r in rows})
     assert not left.exists() and out.read_bytes() == before
     assert not list((tmp_path / "d").rglob("*.part"))
+
+
+def test_output_paths_mirror_sources_and_stay_inside_dst():
+    from maskgen.pipeline.items import output_path
+    from maskgen.pipeline.sources import Record
+
+    one, types2 = ConvertConfig(), ConvertConfig(types=("surgical", "n95"), variants=2)
+    cases = [
+        ("happy/a.jpg", None, one, 0, "random", "happy/a.jpg"),
+        ("x.v1/noext", None, one, 0, "random", "x.v1/noext.png"),
+        ("a//./b.JPG", None, ConvertConfig(out_format=".png"), 0, "random", "a/b.png"),
+        ("/abs/p.jpg", "sad", one, 0, "random", "sad/p.jpg"),
+        ("a/../b.png", None, one, 0, "random", "unlabelled/b.png"),
+        ("d/.hidden", None, types2, 3, "n95", "d/.hidden__n95-1.png"),
+        ("s/f.tar.gz", None, ConvertConfig(strategy="zero", variants=2), 1, None, "s/f.tar__v1.gz"),
+    ]
+    for key, label, cfg, variant, mask_type, want in cases:
+        assert output_path(Record(key=key, label=label), cfg, variant, mask_type) == want

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import posixpath
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
 from typing import Any
 
 import cv2
@@ -61,18 +62,30 @@ class ConvertConfig:
         return [(i, t) for i, t in enumerate(t for t in self.types for _ in range(self.variants))]
 
 
-def output_path(rec: Record, cfg: ConvertConfig, variant: int, mask_type: str | None) -> PurePosixPath:
-    """DST-relative output path: SRC's tree mirrored; several variants get a suffix each."""
-    rel = PurePosixPath(rec.key)
-    if rel.is_absolute() or ".." in rel.parts:
-        rel = PurePosixPath(rec.label or "unlabelled", rel.name)
-    suffix = cfg.out_format or rel.suffix or ".png"
-    if len(cfg.plan()) == 1:
-        return rel.with_suffix(suffix)
-    tag = mask_type if mask_type and mask_type != "random" else f"v{variant}"
-    if mask_type and mask_type != "random" and cfg.variants > 1:
-        tag = f"{mask_type}-{variant % cfg.variants}"
-    return rel.with_name(f"{rel.stem}__{tag}{suffix}")
+def _suffix(name: str) -> str:
+    """The name's suffix as pathlib has it ("" for ".hidden" and "name.")."""
+    i = name.rfind(".")
+    return name[i:] if 0 < i < len(name) - 1 else ""
+
+
+def output_path(rec: Record, cfg: ConvertConfig, variant: int, mask_type: str | None) -> str:
+    """DST-relative POSIX output path: SRC's tree mirrored; several variants get a suffix each.
+
+    Plain string operations (this runs for every output; pathlib's cost ~4x as much)."""
+    rel = rec.key
+    if rel.startswith("/") or ".." in rel.split("/"):
+        rel = posixpath.join(rec.label or "unlabelled", posixpath.basename(rel))
+    rel = posixpath.normpath(rel)
+    folder, name = posixpath.split(rel)
+    old = _suffix(name)
+    stem = name[: len(name) - len(old)]
+    suffix = cfg.out_format or old or ".png"
+    if len(cfg.plan()) > 1:
+        tag = mask_type if mask_type and mask_type != "random" else f"v{variant}"
+        if mask_type and mask_type != "random" and cfg.variants > 1:
+            tag = f"{mask_type}-{variant % cfg.variants}"
+        stem = f"{stem}__{tag}"
+    return posixpath.join(folder, stem + suffix)
 
 
 def effective_colour(params: dict[str, Any]) -> str:
@@ -131,22 +144,23 @@ class _Job:
     occlusion: np.ndarray | None = None
 
 
-def _write(job: _Job, cfg: ConvertConfig, root: Path) -> dict[str, Any]:
+def _write(job: _Job, cfg: ConvertConfig, root: str) -> dict[str, Any]:
     """Write a masked job's files (atomically) and return its manifest row."""
     rec, use, res_params = job.rec, job.faces, job.params
     rel = output_path(rec, cfg, job.variant, job.mask_type)
+    base = os.path.join(root, rel)
     out = _resize(job.out, cfg.size)
-    write_image(root / rel, out, quality=job.quality)
+    write_image(base, out, quality=job.quality)
+    suffix = _suffix(posixpath.basename(rel))
+    stem = base[: len(base) - len(suffix)]
     if cfg.occlusion:
-        write_image(root / rel.with_name(f"{rel.stem}_occlusion.png"), _resize(job.occlusion, cfg.size, True))
+        write_image(f"{stem}_occlusion.png", _resize(job.occlusion, cfg.size, True))
     if cfg.keep_original:
-        write_image(
-            root / rel.with_name(f"{rel.stem}_original{rel.suffix}"), _resize(job.img, cfg.size), quality=job.quality
-        )
+        write_image(f"{stem}_original{suffix}", _resize(job.img, cfg.size), quality=job.quality)
     sources = sorted(set(use.landmark_source))
     return {
         "kind": "output",
-        "file_name": rel.as_posix(),
+        "file_name": rel,
         "label": rec.label,
         "subject": rec.subject,
         "split": rec.split,
@@ -173,7 +187,6 @@ def run_chunk(records: list[Record], cfg: ConvertConfig, dst: str, excluded: dic
 
     `excluded` maps keys decided elsewhere (duplicates, unsampled variants "key#i") to a reason: message.
     """
-    root = Path(dst)
     events: list[dict] = []
     loaded: list[tuple[Record, np.ndarray, str, int | None]] = []
     for rec in records:
@@ -233,6 +246,6 @@ def run_chunk(records: list[Record], cfg: ConvertConfig, dst: str, excluded: dic
             except MaskgenError as e:
                 events.append(_skip(job.rec, e.code, str(e), job.variant))
                 continue
-        events.append(_write(job, cfg, root))
+        events.append(_write(job, cfg, dst))
         job.out = job.occlusion = None
     return events
