@@ -105,13 +105,16 @@ def _five_to_68_operator(blend: float) -> np.ndarray:
 
 
 def fit_68_from_5(points5: np.ndarray, blend: float = 0.5) -> np.ndarray:
-    """Complete five detected points to 68 by fitting the mean shape.
+    """Complete five detected points to 68 by fitting the mean shape: (5,2) -> (68,2), (N,5,2) -> (N,68,2).
 
     The map is a blend of the similarity fit (robust) and the affine fit (follows pitch and yaw
     foreshortening); `blend` is the affine share. Both fits are linear in the points, so this is
-    one precomputed matrix product.
+    one precomputed matrix, applied as a product and a sum rather than through BLAS, so that a face's
+    numbers do not depend on the batch it came in.
     """
-    return (_five_to_68_operator(blend) @ np.asarray(points5, dtype=np.float64).ravel()).reshape(68, 2)
+    p = np.asarray(points5, dtype=np.float64)
+    out = (p.reshape(-1, 1, 10) * _five_to_68_operator(blend)).sum(-1)
+    return out.reshape(p.shape[:-2] + (68, 2))
 
 
 _AXES_W = np.zeros((3, 68))
@@ -135,26 +138,28 @@ _SANE_W[2, NOSE_TIP], _SANE_W[3, MOUTH_LEFT], _SANE_W[4, MOUTH_RIGHT] = 1, 1, 1
 _SANE_W[5, MOUTH] = 1 / len(MOUTH)
 
 
-def landmarks_are_sane(lm: np.ndarray, width: int, height: int, tol: float = 0.02) -> bool:
-    """Key points inside the frame, in order eyes above nose above mouth along the face axis.
+def landmarks_sane(lms: np.ndarray, width, height, tol: float = 0.02) -> np.ndarray:
+    """Per face of (..., 68, 2): key points inside the frame (`width`, `height` broadcast per face), in
+    order eyes above nose above mouth along the face axis.
 
     The key points are the eye centres, nose tip, mouth corners and mouth centre; brows, jaw and
     lip outlines are not checked, since tight crops such as FER2013 often cut them off.
     """
-    lm = np.asarray(lm, dtype=np.float64)
-    if not np.isfinite(lm).all():
-        return False
-    inner = _SANE_W @ lm  # one product: this runs for every candidate face
-    (x0, y0), (x1, y1) = inner.min(0).tolist(), inner.max(0).tolist()
-    mx, my = tol * width, tol * height
-    if x0 < -mx or x1 > width + mx or y0 < -my or y1 > height + my:
-        return False
-    (lx, ly), (rx, ry), (nx, ny), _, _, (cx, cy) = inner.tolist()
-    if rx <= lx:
-        return False
-    n = math.hypot(rx - lx, ry - ly)
-    ux, uy = (rx - lx) / n, (ry - ly) / n  # eye line; 'down' is (-uy, ux)
-    ex, ey = (lx + rx) / 2, (ly + ry) / 2
-    nose = (nx - ex) * -uy + (ny - ey) * ux
-    mouth = (cx - ex) * -uy + (cy - ey) * ux
-    return bool(0 < nose < mouth)
+    lms = np.asarray(lms, dtype=np.float64)
+    finite = np.isfinite(lms).all(axis=(-2, -1))
+    inner = _SANE_W @ np.where(np.isfinite(lms), lms, 0.0)  # (..., 6, 2): one product per face
+    size = np.stack(np.broadcast_arrays(np.asarray(width, np.float64), np.asarray(height, np.float64)), -1)
+    inside = ((inner.min(-2) >= -tol * size) & (inner.max(-2) <= (1 + tol) * size)).all(-1)
+    left, right, nose, centre = inner[..., 0, :], inner[..., 1, :], inner[..., 2, :], inner[..., 5, :]
+    eye_line = right - left
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = eye_line / np.hypot(eye_line[..., 0], eye_line[..., 1])[..., None]
+    down = np.stack([-u[..., 1], u[..., 0]], -1)
+    mid = (left + right) / 2
+    nose_d, mouth_d = ((nose - mid) * down).sum(-1), ((centre - mid) * down).sum(-1)
+    return finite & inside & (eye_line[..., 0] > 0) & (nose_d > 0) & (nose_d < mouth_d)
+
+
+def landmarks_are_sane(lm: np.ndarray, width: int, height: int, tol: float = 0.02) -> bool:
+    """`landmarks_sane` for one face's (68, 2) points."""
+    return bool(landmarks_sane(lm, width, height, tol))

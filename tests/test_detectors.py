@@ -127,8 +127,8 @@ def test_zoomed_onet_rescues_loose_crops_without_the_cascade(monkeypatch):
 
     det = get_detector("mtcnn")
     imgs = [mg.read_image(p) for p in shared_set("fer2013-dev")]
-    whole = det._onet_whole([np.dstack([im] * 3) for im in imgs])
-    rejected = [im for im, r in zip(imgs, whole, strict=True) if not det._accept(*r, 48, 48, det.onet_threshold)]
+    judged = det._judge(*det._onet_whole([np.dstack([im] * 3) for im in imgs]), 48, 48, det.onet_threshold)
+    rejected = [im for im, face in zip(imgs, judged, strict=True) if face is None]
     assert 0 < len(rejected) < 0.1 * len(imgs)
 
     def no_cascade(*a, **k):

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import MissingExtra
 from ..io import as_rgb
-from ..landmarks import fit_68_from_5, landmarks_are_sane
+from ..landmarks import fit_68_from_5, landmarks_sane
 from ..types import Faces
 from . import DETECTORS
 
@@ -141,11 +141,11 @@ class MTCNNDetector:
         pts = np.stack([points[0:5].T, points[5:10].T], axis=2)
         return boxes[:, :4].astype(np.float64), boxes[:, 4].astype(np.float64), pts
 
-    def _onet_whole(self, rgbs: list[np.ndarray], zoom: float = 0.0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def _onet_whole(self, rgbs: list[np.ndarray], zoom: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """O-Net alone on each whole image resized to its 48x48 input (the image taken as the face box);
         `zoom` > 0 first trims that fraction of the longer side from every edge.
 
-        One forward pass for the whole batch; returns (box (1,4), score (1,), points (1,5,2)) per image.
+        One forward pass for the whole batch; returns boxes (N,4), scores (N,), float points (N,5,2).
         """
         net = self.net
         views, offsets = [], []
@@ -160,12 +160,10 @@ class MTCNNDetector:
         x *= np.float32(0.0078125)
         net._onet.setInput(x)
         reg, pts, prob = net._onet.forward(["dense_5", "dense_6", "softmax_2"])
-        out = []
-        for i, (m, w, h) in enumerate(offsets):
-            box = np.array([0, 0, w, h], dtype=np.float64) + reg[i] * np.array([w, h, w, h]) + m
-            p = np.stack([pts[i, 0:5] * w, pts[i, 5:10] * h], axis=1) + m
-            out.append((box[None], prob[i, 1:2].astype(np.float64), p[None]))
-        return out
+        m, w, h = np.array(offsets, dtype=np.float64).T
+        boxes = np.stack([0 * w, 0 * h, w, h], 1) + reg * np.stack([w, h, w, h], 1) + m[:, None]
+        points = np.stack([pts[:, 0:5] * w[:, None], pts[:, 5:10] * h[:, None]], axis=2) + m[:, None, None]
+        return boxes, prob[:, 1].astype(np.float64), points
 
     # -- the search ----------------------------------------------------------------------------------
     def _cascade_padded(self, rgb: np.ndarray, pad_frac: float, min_face: int):
@@ -179,13 +177,18 @@ class MTCNNDetector:
         return boxes / scale - pad, scores, pts / scale - pad
 
     @staticmethod
-    def _accept(boxes, scores, pts, w: int, h: int, min_score: float) -> list[tuple]:
-        keep = []
-        for b, s, p in zip(boxes, scores, pts, strict=True):
-            lm = fit_68_from_5(p)
-            if s >= min_score and landmarks_are_sane(lm, w, h):
-                keep.append((np.clip(b, 0, [w, h, w, h]), float(s), p, lm))
-        return keep
+    def _judge(boxes, scores, pts, w, h, min_score: float) -> list[tuple | None]:
+        """Per candidate: (box clipped to the frame, score, five points, 68 fitted points) if its score
+        and fitted landmarks pass, else None; `w`, `h` are the frame's size (one, or one per candidate)."""
+        lms = fit_68_from_5(pts)
+        ok = (np.asarray(scores) >= min_score) & landmarks_sane(lms, w, h)
+        wh = np.stack(np.broadcast_arrays(np.asarray(w, np.float64), np.asarray(h, np.float64)), -1)
+        wh = np.broadcast_to(wh, (len(boxes), 2))
+        clipped = np.clip(boxes, 0, np.concatenate([wh, wh], 1))
+        return [(clipped[i], float(scores[i]), pts[i], lms[i]) if ok[i] else None for i in range(len(boxes))]
+
+    def _accept(self, boxes, scores, pts, w: int, h: int, min_score: float) -> list[tuple]:
+        return [c for c in self._judge(boxes, scores, pts, w, h, min_score) if c is not None]
 
     def find(self, image: np.ndarray, onet_found: dict[float, list] | None = None) -> list[tuple]:
         """Accepted faces as (box, score, five points, 68 fitted points), trying each search in turn.
@@ -206,7 +209,7 @@ class MTCNNDetector:
                 if frame in onet_found:
                     found = onet_found[frame]
                 else:
-                    found = self._accept(*self._onet_whole([rgb], frame)[0], w, h, self.onet_threshold)
+                    found = self._accept(*self._onet_whole([rgb], frame), w, h, self.onet_threshold)
             else:
                 min_face = self.crop_min_face if max(h, w) <= 48 else self.min_face_size
                 found = self._accept(*self._cascade_padded(rgb, frame, min_face), w, h, 0.0)
@@ -229,8 +232,10 @@ class MTCNNDetector:
         for zoom in (0.0, ZOOM):
             if not todo:
                 break
-            for i, res in zip(todo, self._onet_whole([rgbs[i] for i in todo], zoom), strict=True):
-                pre[i][zoom] = self._accept(*res, *rgbs[i].shape[1::-1], self.onet_threshold)
+            w, h = np.array([rgbs[i].shape[1::-1] for i in todo]).T
+            judged = self._judge(*self._onet_whole([rgbs[i] for i in todo], zoom), w, h, self.onet_threshold)
+            for i, face in zip(todo, judged, strict=True):
+                pre[i][zoom] = [face] if face is not None else []
             todo = [i for i in todo if not pre[i][zoom]]
         return [self._to_faces(self.find(r, pre.get(i))) for i, r in enumerate(rgbs)]
 
