@@ -216,6 +216,7 @@ def hog_features(x: np.ndarray) -> np.ndarray:
 
 
 def _sklearn(name: str):
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -225,7 +226,8 @@ def _sklearn(name: str):
     if name == "logreg":
         return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
     if name == "svm":
-        return make_pipeline(StandardScaler(), SVC(C=3.0, probability=True))
+        # probabilities by Platt scaling on 5-fold predictions (what SVC(probability=True) did; deprecated in 1.9)
+        return make_pipeline(StandardScaler(), CalibratedClassifierCV(SVC(C=3.0), ensemble=False))
     return RandomForestClassifier(n_estimators=300, n_jobs=-1)
 
 
