@@ -202,7 +202,6 @@ def test_dask_local_cluster(tmp_path):
     assert (tmp_path / "local" / "metadata.csv").read_bytes() == (tmp_path / "dask" / "metadata.csv").read_bytes()
 
 
-@pytest.mark.slow
 def children(pid: int) -> list[int]:
     """Live child processes of `pid`, from /proc (Linux)."""
     found = []
@@ -255,6 +254,26 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     for r in rows_of(tmp_path / "full"):
         assert (tmp_path / "full" / r["file_name"]).read_bytes() == (tmp_path / "killed" / r["file_name"]).read_bytes()
     assert not list((tmp_path / "killed").rglob("*.part"))  # no half-written files
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find worker processes")
+def test_a_dead_worker_is_a_one_line_error_and_the_run_resumes(tmp_path):
+    src = SHARED / "fer2013-dev"
+    shared_set("fer2013-dev")
+    cmd = [*CONVERT, str(src), str(tmp_path / "out"), "--quiet", "--types", "all", "--jobs", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_rows(proc, tmp_path / "out" / "manifest.jsonl", 150)
+    workers = [p for p in children(proc.pid) if b"resource_tracker" not in Path(f"/proc/{p}/cmdline").read_bytes()]
+    os.kill(workers[0], signal.SIGKILL)  # as the OOM killer would
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert err.strip().count("\n") == 0 and "worker process died" in err and "Traceback" not in err, err
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0 and "350 inputs -> " in res.stdout, res.stderr
+    rows = rows_of(tmp_path / "out")
+    assert len(rows) + 7 * len({s["source"] for s in skips_of(tmp_path / "out")}) == 7 * 350
+    assert len({r["file_name"] for r in rows}) == len(rows)  # nothing twice
+    assert all((tmp_path / "out" / r["file_name"]).exists() for r in rows)
 
 
 def test_cli_convert_split_stats(tmp_path):

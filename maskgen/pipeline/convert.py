@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,14 +235,20 @@ def _run_pool(pool, todo, cfg, dst, excluded, handle, jobs: int) -> None:
     """Keep 2 chunks per worker in flight: memory stays flat however large the dataset."""
     pending: set[Future] = set()
     chunks = _chunks(todo, CHUNK)
-    for chunk in chunks:
-        pending.add(pool.submit(_worker_chunk, chunk, cfg, str(dst), _subset(excluded, chunk, cfg)))
-        if len(pending) >= 2 * jobs:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for f in finished:
-                handle(f.result())
-    for f in pending:
-        handle(f.result())
+    try:
+        for chunk in chunks:
+            pending.add(pool.submit(_worker_chunk, chunk, cfg, str(dst), _subset(excluded, chunk, cfg)))
+            if len(pending) >= 2 * jobs:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    handle(f.result())
+        for f in pending:
+            handle(f.result())
+    except BrokenProcessPool:
+        raise MaskgenError(
+            "a worker process died (killed by the system: out of memory?); the finished work is journalled, "
+            "run the same command again to resume"
+        ) from None
 
 
 def _run_dask(todo, cfg, dst, excluded, handle, scheduler: str | None) -> None:
