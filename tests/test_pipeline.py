@@ -406,3 +406,32 @@ def test_output_paths_mirror_sources_and_stay_inside_dst():
     ]
     for key, label, cfg, variant, mask_type, want in cases:
         assert output_path(Record(key=key, label=label), cfg, variant, mask_type) == want
+
+
+def test_finalize_from_the_journal_index_equals_a_fresh_scan(tmp_path):
+    from maskgen.pipeline import manifest as mf
+
+    def out(i: int, variant: int = 0) -> dict:
+        folder = "ab"[i % 2]
+        return {"file_name": f"{folder}/ü{i}.png", "source": f"s{i}", "variant": variant, "label": "x"}
+
+    rows = [out(i) for i in (5, 2, 9, 2, 7)] + [out(1, variant=1)]  # s2 twice: a resumed run redid it
+    skips = [{"source": "s3", "variant": -1, "reason": "no_face"}, {"source": "s0", "variant": 1, "reason": "x"}]
+    made = {}
+    for name in ("indexed", "scanned", "stale"):
+        d = made[name] = tmp_path / name
+        journal = mf.Journal(d)
+        journal.done()
+        with journal:
+            for part in (rows[:3], rows[3:]):
+                journal.record([("output", mf.output_key(r), mf.journal_line(r)) for r in part])
+            journal.record([("skip", mf.skip_key(r), mf.journal_line(r)) for r in skips])
+        if name == "stale":
+            journal.index[d / mf.MANIFEST]["b/ü9.png"] = 0  # points at another row: finalize must notice
+        mf.finalize(d, journal if name != "scanned" else None)
+    for name in (mf.MANIFEST, mf.SKIPS, mf.METADATA):
+        ref = (made["scanned"] / name).read_bytes()
+        assert ref == (made["indexed"] / name).read_bytes() == (made["stale"] / name).read_bytes(), name
+    names = [r["file_name"] for r in rows_of(made["indexed"])]
+    assert names == ["a/ü2.png", "b/ü1.png", "b/ü5.png", "b/ü7.png", "b/ü9.png"]  # sorted, s2 once
+    assert [(r["source"], r["variant"]) for r in skips_of(made["indexed"])] == [("s0", 1), ("s3", -1)]

@@ -145,9 +145,19 @@ def _exit_with_parent(parent: int, every: float = 0.5) -> None:
         os._exit(1)
 
 
-def _worker_chunk(records: list[Record], cfg: ConvertConfig, dst: str, excluded: dict[str, str]) -> list[dict]:
+def chunk_lines(records: list[Record], cfg: ConvertConfig, dst: str, excluded: dict[str, str]) -> list[tuple]:
+    """`run_chunk`, its rows as (kind, source, row key, journal line): serialised where they are made, so a pool's
+    main process only appends text (its share of the work is what limits the speed-up of --jobs)."""
+    out = []
+    for ev in run_chunk(records, cfg, dst, excluded):
+        kind = ev.pop("kind")
+        out.append((kind, ev["source"], (mf.output_key if kind == "output" else mf.skip_key)(ev), mf.journal_line(ev)))
+    return out
+
+
+def _worker_chunk(records: list[Record], cfg: ConvertConfig, dst: str, excluded: dict[str, str]) -> list[tuple]:
     with _BUSY:
-        return run_chunk(records, cfg, dst, excluded)
+        return chunk_lines(records, cfg, dst, excluded)
 
 
 def convert(
@@ -197,12 +207,10 @@ def convert(
     todo = (r for r in records() if r.key not in done)
     sub_excluded = excluded
 
-    def handle(events: list[dict]) -> None:
-        for ev in events:
-            kind = ev.pop("kind")
-            (journal.output if kind == "output" else journal.skip)(ev)
+    def handle(lines: list[tuple]) -> None:
+        journal.record([(kind, key, line) for kind, _, key, line in lines])
         if progress is not None:
-            progress(len({e["source"] for e in events}))
+            progress(len({source for _, source, _, _ in lines}))
 
     with journal:
         if executor == "dask":
@@ -210,14 +218,14 @@ def convert(
         elif jobs <= 1:
             with single_threaded_opencv():  # --jobs N means N cores
                 for chunk in _chunks(todo, CHUNK):
-                    handle(run_chunk(chunk, cfg, str(dst), _subset(sub_excluded, chunk, cfg)))
+                    handle(chunk_lines(chunk, cfg, str(dst), _subset(sub_excluded, chunk, cfg)))
         else:
             pool = _local_executor(jobs)
             try:
                 _run_pool(pool, todo, cfg, dst, sub_excluded, handle, jobs)
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
-    totals = mf.finalize(dst)
+    totals = mf.finalize(dst, journal)
     summary.outputs, summary.skipped, summary.inputs = totals.outputs, totals.skipped, totals.inputs
     summary.complete = True
     return summary
@@ -262,11 +270,11 @@ def _run_dask(todo, cfg, dst, excluded, handle, scheduler: str | None) -> None:
         chunks = _chunks(todo, CHUNK)
         futures = as_completed()
         for chunk in itertools.islice(chunks, window):
-            futures.add(client.submit(run_chunk, chunk, cfg, str(dst), _subset(excluded, chunk, cfg), pure=False))
+            futures.add(client.submit(chunk_lines, chunk, cfg, str(dst), _subset(excluded, chunk, cfg), pure=False))
         for fut in futures:
             handle(fut.result())
             nxt = next(chunks, None)
             if nxt is not None:
-                futures.add(client.submit(run_chunk, nxt, cfg, str(dst), _subset(excluded, nxt, cfg), pure=False))
+                futures.add(client.submit(chunk_lines, nxt, cfg, str(dst), _subset(excluded, nxt, cfg), pure=False))
     finally:
         client.close()

@@ -2,7 +2,7 @@
 metadata.csv (Hugging Face `imagefolder` layout) and the run configuration.
 
 Rows are appended as work completes and flushed at once, so a killed run loses at most a half-written
-last line; `Journal.load` drops such a line. `finalize` rewrites every file sorted, so the result does
+last line; `Journal.done` drops such a line. `finalize` rewrites every file sorted, so the result does
 not depend on worker count or on interruptions.
 """
 
@@ -63,13 +63,29 @@ def _scan(path: Path) -> Iterator[tuple[int, int, dict[str, Any]]]:
             offset += len(line)
 
 
+def output_key(row: dict[str, Any]) -> str:
+    """What a manifest row is sorted and deduplicated by."""
+    return row["file_name"]
+
+
+def skip_key(row: dict[str, Any]) -> tuple[str, int]:
+    """What a skip-log row is sorted and deduplicated by."""
+    return row["source"], row.get("variant", -1)
+
+
 class Journal:
-    """Append-only manifest and skip log for one output folder."""
+    """Append-only manifest and skip log for one output folder.
+
+    After `done`, it also keeps each file's index (row key -> byte offset of its last row), so that
+    `finalize` need not read the files twice.
+    """
 
     def __init__(self, dst: Path) -> None:
         self.dst = dst
         self.manifest_path = dst / MANIFEST
         self.skips_path = dst / SKIPS
+        self.index: dict[Path, dict[Any, int]] | None = None
+        self._end: dict[Path, int] = {}
 
     def done(self) -> tuple[set[tuple[str, int]], set[str]]:
         """What a resumed run need not redo: (source, variant) pairs recorded, and sources skipped whole.
@@ -78,10 +94,13 @@ class Journal:
         """
         pairs: set[tuple[str, int]] = set()
         whole: set[str] = set()
-        for path in (self.manifest_path, self.skips_path):
+        self.index = {}
+        for path, key in ((self.manifest_path, output_key), (self.skips_path, skip_key)):
             good = 0
+            index = self.index[path] = {}
             for offset, length, row in _scan(path):
                 good = offset + length
+                index[key(row)] = offset
                 if row.get("variant", -1) < 0:
                     whole.add(row["source"])
                 else:
@@ -89,28 +108,43 @@ class Journal:
             if path.exists() and good != path.stat().st_size:
                 with open(path, "r+b") as f:
                     f.truncate(good)
+            self._end[path] = good
         return pairs, whole
 
     def __enter__(self) -> Journal:
         self.dst.mkdir(parents=True, exist_ok=True)
-        self._manifest = open(self.manifest_path, "a", encoding="utf-8")  # noqa: SIM115
-        self._skips = open(self.skips_path, "a", encoding="utf-8")  # noqa: SIM115
+        # no newline translation: the index counts bytes, and JSON lines are "\n"-terminated everywhere
+        self._manifest = open(self.manifest_path, "a", encoding="utf-8", newline="")  # noqa: SIM115
+        self._skips = open(self.skips_path, "a", encoding="utf-8", newline="")  # noqa: SIM115
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._manifest.close()
         self._skips.close()
 
-    @staticmethod
-    def _append(f: io.TextIOWrapper, row: dict[str, Any]) -> None:
-        f.write(json.dumps(row, sort_keys=True) + "\n")
-        f.flush()  # a killed run loses at most the line being written
+    def record(self, lines: list[tuple[str, Any, str]]) -> None:
+        """Append a chunk's (kind, row key, `journal_line`): outputs to the manifest, the rest to the skip log.
 
-    def output(self, row: dict[str, Any]) -> None:
-        self._append(self._manifest, row)
+        One write and flush per file: a killed run loses at most the rows being written, whose outputs
+        the next run makes again (the same bytes, written atomically) before journalling them.
+        """
+        for f, path, out in ((self._manifest, self.manifest_path, True), (self._skips, self.skips_path, False)):
+            mine = [(key, line) for kind, key, line in lines if (kind == "output") == out]
+            if not mine:
+                continue
+            if self.index is not None:
+                index, end = self.index[path], self._end[path]
+                for key, line in mine:
+                    index[key] = end
+                    end += len(line)  # JSON lines are ASCII: characters are bytes
+                self._end[path] = end
+            f.write("".join(line for _, line in mine))
+            f.flush()
 
-    def skip(self, row: dict[str, Any]) -> None:
-        self._append(self._skips, row)
+
+def journal_line(row: dict[str, Any]) -> str:
+    """A row as the journal stores it: one line of JSON with sorted keys."""
+    return json.dumps(row, sort_keys=True) + "\n"
 
 
 def metadata_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -126,26 +160,40 @@ class Totals:
     skipped: Counter = field(default_factory=Counter)
 
 
+class _StaleIndex(Exception):
+    """A journal index that does not match its file."""
+
+
 def _sorted_rewrite(
-    path: Path, key: Callable[[dict[str, Any]], Any], each: Callable[[dict], None] | None = None
+    path: Path,
+    key: Callable[[dict[str, Any]], Any],
+    each: Callable[[dict], None],
+    index: dict[Any, int] | None = None,
 ) -> None:
-    """Rewrite a JSONL file sorted by `key`, keeping the last row per key; memory: one small index entry per row."""
-    index: dict[Any, int] = {}
-    for offset, _, row in _scan(path):
-        index[key(row)] = offset
+    """Rewrite a JSONL file sorted by `key`, keeping the last row per key; memory: one small index entry per row.
+
+    `index` (key -> offset of the key's last row, as the journal kept it) saves reading the file twice;
+    a row found through it with another key raises `_StaleIndex` (the caller starts again without it).
+    """
+    if index is None:
+        index = {key(row): offset for offset, _, row in _scan(path)}
     tmp = path.with_name(path.name + ".sorted.part")
     with open(path, "rb") as src, open(tmp, "wb") as out:
         for k in sorted(index):
             src.seek(index[k])
             line = src.readline()
+            row = json.loads(line)
+            if key(row) != k:
+                raise _StaleIndex
             out.write(line)
-            if each is not None:
-                each(json.loads(line))
+            each(row)
     os.replace(tmp, path)
 
 
-def finalize(dst: Path) -> Totals:
-    """Sort manifest and skips, drop rows repeated by a resumed run, and write metadata.csv (streaming)."""
+def finalize(dst: Path, journal: Journal | None = None) -> Totals:
+    """Sort manifest and skips, drop rows repeated by a resumed run, and write metadata.csv (streaming).
+
+    `journal`: the run's journal, whose index saves reading the files twice."""
     totals = Totals()
     sources: set[str] = set()
     meta_tmp = dst / (METADATA + ".part")
@@ -164,8 +212,18 @@ def finalize(dst: Path) -> Totals:
             totals.skipped[row["reason"]] += 1
             sources.add(row["source"])
 
-        _sorted_rewrite(dst / MANIFEST, lambda r: r["file_name"], on_row)
-        _sorted_rewrite(dst / SKIPS, lambda r: (r["source"], r.get("variant", -1)), on_skip)
+        index = journal.index if journal is not None and journal.index is not None else {}
+        try:
+            _sorted_rewrite(dst / MANIFEST, output_key, on_row, index.get(dst / MANIFEST))
+            _sorted_rewrite(dst / SKIPS, skip_key, on_skip, index.get(dst / SKIPS))
+        except _StaleIndex:
+            stale = True
+        else:
+            stale = False
+    if stale:  # never expected; the files are whole, so read them afresh
+        for part in dst.glob("*.sorted.part"):
+            part.unlink()
+        return finalize(dst)
     os.replace(meta_tmp, dst / METADATA)
     totals.inputs = len(sources)
     return totals
