@@ -257,6 +257,8 @@ def _sniff_jpeg(data: bytes) -> tuple[ImageInfo, int, int] | None:
         if marker in _JPEG_REFUSED or (marker == 0xE1 and seg[:4] == b"Exif"):  # EXIF: maybe a rotation
             return None
         if marker in _JPEG_SOF:
+            if len(seg) < 6:
+                return None
             h, w, comps = int.from_bytes(seg[1:3], "big"), int.from_bytes(seg[3:5], "big"), seg[5]
             if seg[0] != 8 or comps not in (1, 3) or not 0 < w * h <= MAX_PIXELS:
                 return None

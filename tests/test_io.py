@@ -230,3 +230,39 @@ def test_a_failed_write_leaves_neither_file_nor_temp(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space"):
         mio.write_bytes_atomic(tmp_path / "a.bin", b"x" * 100)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_damaged_headers_give_an_image_or_a_one_line_error(tmp_path, samples):
+    """Bytes flipped or cut in the headers the fast path parses: never an exception other than ours."""
+    img = samples["astronaut"][::8, ::8]
+    originals = {}
+    for suffix in (".jpg", ".png"):
+        for name, arr in (("rgb", img), ("gray", img[..., 0])):
+            originals[name + suffix] = mg.write_image(tmp_path / f"{name}{suffix}", arr, quality=80).read_bytes()
+    rng = np.random.default_rng(0)
+    outcomes = {"image": 0, "error": 0}
+    for i in range(200):
+        name, data = list(originals.items())[i % len(originals)]
+        data = bytearray(data)
+        for pos in rng.integers(0, min(len(data), 700), size=rng.integers(1, 4)):
+            if not (name.endswith(".png") and 16 <= pos < 24):  # a PNG claiming 80 MP takes Pillow seconds to refuse
+                data[pos] = rng.integers(256)
+        if i % 3 == 0:
+            data = data[: rng.integers(2, len(data))]
+        p = tmp_path / f"bad{i}{os.path.splitext(name)[1]}"
+        p.write_bytes(bytes(data))
+        try:
+            got = mg.read_image(p)
+        except errors.MaskgenError as e:
+            assert "\n" not in str(e)
+            outcomes["error"] += 1
+        else:
+            assert got.dtype == np.uint8 and got.ndim in (2, 3)
+            outcomes["image"] += 1
+    assert outcomes["image"] > 0 and outcomes["error"] > 0, outcomes
+    jpeg = bytearray(originals["rgb.jpg"])
+    sof = jpeg.index(b"\xff\xc0")
+    jpeg[sof + 2 : sof + 4] = b"\x00\x02"  # a frame header that claims no content
+    (tmp_path / "short_sof.jpg").write_bytes(bytes(jpeg))
+    with pytest.raises(errors.MaskgenError):
+        mg.read_image(tmp_path / "short_sof.jpg")
