@@ -1,5 +1,6 @@
 import io
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -266,3 +267,28 @@ def test_damaged_headers_give_an_image_or_a_one_line_error(tmp_path, samples):
     (tmp_path / "short_sof.jpg").write_bytes(bytes(jpeg))
     with pytest.raises(errors.MaskgenError):
         mg.read_image(tmp_path / "short_sof.jpg")
+
+
+def test_atomic_writes_with_and_without_unnamed_files(tmp_path, monkeypatch):
+    """Linux writes an unnamed file and links it (no temp name ever appears); replacing a file, or a
+    system without O_TMPFILE, takes a temp file and a rename. Both give the same bytes and permissions."""
+    from maskgen import io as mio
+
+    made = []
+    real_open = os.open
+    monkeypatch.setattr(mio.os, "open", lambda p, *a, **k: made.append(os.fspath(p)) or real_open(p, *a, **k))
+    old = os.umask(0o022)
+    try:
+        mio.write_bytes_atomic(tmp_path / "new" / "a.bin", b"first")  # also makes the folder
+        if hasattr(os, "O_TMPFILE") and Path("/proc/self/fd").is_dir():
+            assert not [p for p in made if p.endswith(".part")]  # no temp name used
+        mio.write_bytes_atomic(tmp_path / "new" / "a.bin", b"second")  # replace: temp + rename
+        assert [p for p in made if p.endswith(".part")]
+        monkeypatch.delattr(mio.os, "O_TMPFILE", raising=False)
+        mio.write_bytes_atomic(tmp_path / "new" / "b.bin", b"third")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "new" / "a.bin").read_bytes() == b"second"
+    assert (tmp_path / "new" / "b.bin").read_bytes() == b"third"
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["a.bin", "b.bin"]
+    assert {p.stat().st_mode & 0o777 for p in (tmp_path / "new").iterdir()} == {0o644}
