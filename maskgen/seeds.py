@@ -44,3 +44,28 @@ def generator(seed: int) -> np.random.Generator:
         "uinteger": 0,
     }
     return gen
+
+
+def unit_draws(seed: int, n: int) -> list[int]:
+    """`n` 64-bit numbers derived from `seed` (a splitmix64 stream): for the few decisions made per item
+    before any strategy runs, without resetting a NumPy generator (~2 vs ~10 us)."""
+    out, x = [], int(seed) & _MASK64
+    for _ in range(n):
+        x = _splitmix64(x)
+        out.append(x)
+    return out
+
+
+class LazyGenerator:
+    """`generator(seed)`, made on first use: strategies that draw nothing (zero with a constant fill)
+    skip the generator's reset. Same numbers as `generator(seed)` when used."""
+
+    __slots__ = ("_seed", "_gen")
+
+    def __init__(self, seed: int) -> None:
+        self._seed, self._gen = seed, None
+
+    def __getattr__(self, name: str):
+        if self._gen is None:
+            self._gen = generator(self._seed)
+        return getattr(self._gen, name)

@@ -22,7 +22,7 @@ import numpy as np
 from .detectors import detect
 from .errors import BadParameter
 from .facecache import FaceCache
-from .seeds import generator, item_seed
+from .seeds import LazyGenerator, item_seed, unit_draws
 from .strategies import STRATEGIES, check_image, get_strategy
 from .strategies.batch import apply_grouped
 from .templates import MASK_TYPES
@@ -104,10 +104,10 @@ class MaskFaces:
 
     def _draw(self, arr: np.ndarray, seed: int) -> tuple[Faces, dict[str, Any]] | None:
         """Whether and how to mask this image: (faces, resolved params), or None to leave it."""
-        rng = generator(seed)  # drawn from before the strategy resets this thread's generator
-        apply = rng.random() < self.p
-        kind = self.types[min(int(rng.random() * len(self.types)), len(self.types) - 1)]
-        sub_seed = int(rng.bit_generator.random_raw()) >> 1  # the strategy must not redraw the numbers above
+        a, k, sub = unit_draws(seed, 3)  # whether, which type, and the strategy's own seed
+        apply = (a >> 11) * 2.0**-53 < self.p
+        kind = self.types[min((k >> 11) * len(self.types) >> 53, len(self.types) - 1)]
+        sub_seed = sub >> 1
         if not apply:
             return None
         faces = self.faces.get(arr) if self.faces is not None else None
@@ -119,7 +119,7 @@ class MaskFaces:
         params = dict(self.params)
         if self.strategy == "overlay":
             params["type"] = kind
-        return faces, get_strategy(self.strategy).resolve(generator(sub_seed), **params)
+        return faces, get_strategy(self.strategy).resolve(LazyGenerator(sub_seed), **params)
 
     def apply(self, image: Any, seed: int) -> Any:
         """Mask with an explicit seed (the same image and seed give the same result)."""

@@ -23,6 +23,17 @@ def crop():
     return mg.read_image(EXAMPLES / "happy" / "astronaut_48.png")
 
 
+def test_p_and_the_type_choice_follow_their_settings(crop):
+    from collections import Counter
+
+    tf = MaskFaces(p=0.3, types=["surgical", "cloth", "n95"], seed=0, faces=mg.precompute_faces([crop]))
+    drawn = [tf._draw(crop, tf._next_seed()) for _ in range(900)]
+    masked = [d for d in drawn if d is not None]
+    assert 0.25 < len(masked) / len(drawn) < 0.35
+    counts = Counter(d[1]["type"] for d in masked)
+    assert set(counts) == {"surgical", "cloth", "n95"} and min(counts.values()) > 0.25 * len(masked), counts
+
+
 def test_every_input_kind_comes_back_the_same(crop, astronaut):
     tf = MaskFaces(seed=0, return_occlusion=True)
     for img in (Image.fromarray(crop), Image.fromarray(astronaut)):
