@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -435,3 +436,20 @@ def test_finalize_from_the_journal_index_equals_a_fresh_scan(tmp_path):
     names = [r["file_name"] for r in rows_of(made["indexed"])]
     assert names == ["a/ü2.png", "b/ü1.png", "b/ü5.png", "b/ü7.png", "b/ü9.png"]  # sorted, s2 once
     assert [(r["source"], r["variant"]) for r in skips_of(made["indexed"])] == [("s0", 1), ("s3", -1)]
+
+
+def test_a_damaged_file_is_logged_once_not_echoed_by_opencv(tmp_path):
+    src = tmp_path / "src" / "happy"
+    src.mkdir(parents=True)
+    good = (EXAMPLES / "happy" / "astronaut_48.png").read_bytes()
+    (src / "good.png").write_bytes(good)
+    (src / "cut.png").write_bytes(good[: len(good) // 2])  # OpenCV would warn "PNG input buffer is incomplete"
+    for jobs in ("1", "2"):
+        res = subprocess.run(
+            [*CONVERT, str(tmp_path / "src"), str(tmp_path / f"out{jobs}"), "--jobs", jobs],
+            capture_output=True,
+            text=True,
+        )
+        assert res.returncode == 0 and re.search(r"skipped\s+1\s+unreadable", res.stdout), res.stdout
+        assert "WARN" not in res.stderr and "grfmt" not in res.stderr, res.stderr
+        assert [s["source"] for s in skips_of(tmp_path / f"out{jobs}")] == ["happy/cut.png"]

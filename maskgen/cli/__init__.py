@@ -37,6 +37,10 @@ class MaskgenGroup(click.Group):
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 def main(debug: bool) -> None:
     """Turn face-image datasets into masked-face datasets for facial-expression research."""
+    if not debug:  # OpenCV's decoder warnings on damaged files: maskgen reports each file itself
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 def registries() -> dict[str, object]:

@@ -117,21 +117,26 @@ def single_threaded_opencv() -> Iterator[None]:
 def _local_executor(jobs: int) -> ProcessPoolExecutor:
     import multiprocessing as mp
 
+    import cv2
+
+    level = cv2.utils.logging.getLogLevel()  # workers log as this process does (the CLI silences OpenCV)
     return ProcessPoolExecutor(
-        max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(os.getpid(),)
+        max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(os.getpid(), level)
     )
 
 
 _BUSY = threading.Lock()  # held by a worker while it runs a chunk
 
 
-def _worker_init(parent: int) -> None:
+def _worker_init(parent: int, log_level: int | None = None) -> None:
     import signal
 
     import cv2
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled once, by the main process
     cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would oversubscribe
+    if log_level is not None:
+        cv2.utils.logging.setLogLevel(log_level)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="maskgen-parent-watch").start()
 
 
