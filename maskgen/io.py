@@ -314,10 +314,14 @@ def _decode(img: Image.Image, path: str | os.PathLike) -> np.ndarray:
         raise TruncatedImage(f"{path}: damaged or truncated image data ({msg})") from None
 
 
-def format_for(path: str | os.PathLike) -> str:
-    name = os.path.basename(os.fspath(path))
+def name_suffix(name: str) -> str:
+    """A file name's suffix as pathlib has it ("" for ".hidden" and "name."), without pathlib's cost."""
     i = name.rfind(".")
-    suffix = name[i:].lower() if 0 < i < len(name) - 1 else ""  # as pathlib's suffix, without its cost
+    return name[i:] if 0 < i < len(name) - 1 else ""
+
+
+def format_for(path: str | os.PathLike) -> str:
+    suffix = name_suffix(os.path.basename(os.fspath(path))).lower()
     if suffix not in _FORMATS:
         raise UnsupportedImage(
             f"{path}: cannot write {suffix or 'files without a suffix'}; use one of {IMAGE_SUFFIXES}"
@@ -363,7 +367,6 @@ def _cv2_params(fmt: str, quality: int) -> list[int]:
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0) | _CLOEXEC
-_UNNAMED: dict[str, int | None] = {}  # "proc": a /proc directory fd for linkat, or None where there is none
 _NO_UNNAMED: set[str] = set()  # folders whose file system has no O_TMPFILE
 
 
@@ -371,6 +374,15 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+@lru_cache(maxsize=1)
+def _proc_dir() -> int | None:
+    """A directory fd of /proc for linkat (opened once per process), or None where there is none."""
+    try:
+        return os.open("/proc", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
+    except OSError:
+        return None
 
 
 def _write_unnamed(folder: str, path: str, data: bytes) -> bool:
@@ -382,12 +394,7 @@ def _write_unnamed(folder: str, path: str, data: bytes) -> bool:
     where this cannot be done (another OS or file system, no /proc, `path` already exists): the caller
     then writes a temp file and renames it.
     """
-    if "proc" not in _UNNAMED:
-        try:
-            _UNNAMED["proc"] = os.open("/proc", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
-        except (OSError, AttributeError):
-            _UNNAMED["proc"] = None
-    proc = _UNNAMED["proc"]
+    proc = _proc_dir()
     if proc is None or not hasattr(os, "O_TMPFILE") or folder in _NO_UNNAMED:
         return False
     try:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..detectors import detect_batch
 from ..errors import MaskgenError, NotAnImage
-from ..io import read_image_with_info, write_image
+from ..io import name_suffix, read_image_with_info, write_image
 from ..seeds import generator, item_seed
 from ..strategies import get_strategy
 from ..strategies.batch import apply_grouped
@@ -62,12 +62,6 @@ class ConvertConfig:
         return [(i, t) for i, t in enumerate(t for t in self.types for _ in range(self.variants))]
 
 
-def _suffix(name: str) -> str:
-    """The name's suffix as pathlib has it ("" for ".hidden" and "name.")."""
-    i = name.rfind(".")
-    return name[i:] if 0 < i < len(name) - 1 else ""
-
-
 def output_path(rec: Record, cfg: ConvertConfig, variant: int, mask_type: str | None) -> str:
     """DST-relative POSIX output path: SRC's tree mirrored; several variants get a suffix each.
 
@@ -77,7 +71,7 @@ def output_path(rec: Record, cfg: ConvertConfig, variant: int, mask_type: str | 
         rel = posixpath.join(rec.label or "unlabelled", posixpath.basename(rel))
     rel = posixpath.normpath(rel)
     folder, name = posixpath.split(rel)
-    old = _suffix(name)
+    old = name_suffix(name)
     stem = name[: len(name) - len(old)]
     suffix = cfg.out_format or old or ".png"
     if len(cfg.plan()) > 1:
@@ -151,7 +145,7 @@ def _write(job: _Job, cfg: ConvertConfig, root: str) -> dict[str, Any]:
     base = os.path.join(root, rel)
     out = _resize(job.out, cfg.size)
     write_image(base, out, quality=job.quality)
-    suffix = _suffix(posixpath.basename(rel))
+    suffix = name_suffix(posixpath.basename(rel))
     stem = base[: len(base) - len(suffix)]
     if cfg.occlusion:
         write_image(f"{stem}_occlusion.png", _resize(job.occlusion, cfg.size, True))
