@@ -35,6 +35,7 @@ _FORMATS = {
     ".tiff": "TIFF",
 }
 _FORMATS[".webp"] = "WEBP"
+WRITABLE_SUFFIXES = frozenset(_FORMATS)  # what `write_image` writes; other formats are read only
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 # libjpeg's base luminance table (ITU T.81 Annex K) used to estimate the quality a JPEG was saved with.
@@ -330,21 +331,32 @@ def format_for(path: str | os.PathLike) -> str:
 
 
 def encode_image(img: np.ndarray, fmt: str, quality: int | None = None) -> bytes:
-    """Encode a uint8 gray/RGB(A) array to bytes in the given Pillow format (JPEG quality default 95,
-    4:4:4 chroma from quality 90 up). Gray and RGB JPEG/PNG go through OpenCV, the rest through Pillow."""
-    arr = to_uint8(np.asarray(img))
+    """Encode a gray/RGB(A) or gray+alpha array to bytes in the given Pillow format (JPEG quality default 95,
+    4:4:4 chroma from quality 90 up). 16-bit arrays stay 16-bit in PNG and TIFF; other formats and
+    dtypes get uint8. Gray and RGB JPEG/PNG go through OpenCV, the rest through Pillow."""
+    arr = np.asarray(img)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
-    if not (arr.ndim == 2 or arr.ndim == 3 and arr.shape[2] in (3, 4)):
-        raise UnsupportedImage(f"cannot write an array of shape {arr.shape}; expected (H,W), (H,W,3) or (H,W,4)")
+    if not (arr.ndim == 2 or arr.ndim == 3 and arr.shape[2] in (2, 3, 4)):
+        raise UnsupportedImage(f"cannot write an array of shape {arr.shape}; expected (H,W) or (H,W,2|3|4)")
+    if arr.dtype == np.uint16 and fmt in _CV2_16BIT and (arr.ndim == 2 or arr.shape[2] != 2):  # 16-bit kept
+        if arr.ndim == 3:
+            arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR if arr.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
+        ok, buf = cv2.imencode(_CV2_16BIT[fmt], arr)
+        if ok:
+            return buf.tobytes()
+    arr = to_uint8(arr)
     q = int(quality or 95)
     if fmt in _CV2_ENCODE and (arr.ndim == 2 or arr.shape[2] == 3):
         ok, buf = cv2.imencode(_CV2_ENCODE[fmt], arr if arr.ndim == 2 else arr[..., ::-1], _cv2_params(fmt, q))
         if ok:
             return buf.tobytes()
-    pil = Image.fromarray(arr, "RGBA") if arr.ndim == 3 and arr.shape[2] == 4 else Image.fromarray(arr)
-    if pil.mode == "RGBA" and fmt in ("JPEG", "BMP"):
-        pil = pil.convert("RGB")
+    if arr.ndim == 3 and arr.shape[2] in (2, 4):
+        pil = Image.fromarray(arr, "LA" if arr.shape[2] == 2 else "RGBA")
+    else:
+        pil = Image.fromarray(arr)
+    if pil.mode in ("RGBA", "LA") and fmt in ("JPEG", "BMP"):
+        pil = pil.convert("RGB" if pil.mode == "RGBA" else "L")
     opts: dict = {}
     if fmt == "JPEG":
         opts = {"quality": q, "subsampling": 0 if q >= 90 else 2}
@@ -356,6 +368,7 @@ def encode_image(img: np.ndarray, fmt: str, quality: int | None = None) -> bytes
 
 
 _CV2_ENCODE = {"JPEG": ".jpg", "PNG": ".png"}
+_CV2_16BIT = {"PNG": ".png", "TIFF": ".tiff"}
 
 
 def _cv2_params(fmt: str, quality: int) -> list[int]:

@@ -4,6 +4,7 @@ every output and skip, resume after any interruption, and leave DST sorted and c
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import os
 import shutil
@@ -14,13 +15,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import BadParameter, MaskgenError
+from ..io import WRITABLE_SUFFIXES, format_for
+from ..strategies import check_params
 from . import manifest as mf
 from .dataset_tools import find_duplicates, stratified_sample
-from .items import ConvertConfig, run_chunk
+from .items import ConvertConfig, output_path, run_chunk, variant_tag
+from .naming import plan_names, sidecars
 from .sources import Record, iter_records
 
 CHUNK = 64
@@ -37,6 +41,7 @@ class Summary:
     skipped: Counter = field(default_factory=Counter)
     resumed: int = 0
     complete: bool = False
+    conflicts: int = 0  # near-identical inputs with different labels (--dedup), in DST/label_conflicts.jsonl
 
 
 def check_paths(src: Path, dst: Path) -> None:
@@ -89,10 +94,9 @@ def sweep_partials(dst: Path) -> int:
 def clear_outputs(dst: Path) -> None:
     """Remove what an earlier maskgen run wrote (files in its manifest, its journals), nothing else."""
     for row in mf._read_jsonl(dst / mf.MANIFEST):
-        rel = Path(row["file_name"])
-        for p in (rel, rel.with_name(f"{rel.stem}_occlusion.png"), rel.with_name(f"{rel.stem}_original{rel.suffix}")):
-            (dst / p).unlink(missing_ok=True)
-    for name in (mf.MANIFEST, mf.SKIPS, mf.METADATA):
+        for rel in (row["file_name"], *sidecars(row["file_name"], True, True)):
+            (dst / rel).unlink(missing_ok=True)
+    for name in (mf.MANIFEST, mf.SKIPS, mf.METADATA, mf.CONFLICTS):
         (dst / name).unlink(missing_ok=True)
     shutil.rmtree(dst / mf.STATE_DIR, ignore_errors=True)
 
@@ -165,6 +169,101 @@ def _worker_chunk(records: list[Record], cfg: ConvertConfig, dst: str, excluded:
         return chunk_lines(records, cfg, dst, excluded)
 
 
+def check_config(cfg: ConvertConfig) -> None:
+    """Every option checked once, before DST is touched: a bad value is one error, not a skip per item."""
+    if cfg.sample is not None and cfg.sample < 1:
+        raise BadParameter(f"--sample must be at least 1, got {cfg.sample}")
+    if cfg.variants < 1:
+        raise BadParameter("--variants-per-image must be at least 1")
+    if cfg.dedup_threshold < 0:
+        raise BadParameter(f"--dedup-threshold must be 0 or more, got {cfg.dedup_threshold}")
+    if cfg.out_format is not None:
+        try:
+            format_for("x" + cfg.out_format)
+        except MaskgenError:
+            known = ", ".join(sorted(s.lstrip(".") for s in WRITABLE_SUFFIXES))
+            raise BadParameter(f"--format {cfg.out_format.lstrip('.')}: maskgen writes {known}") from None
+    for mask_type in dict.fromkeys(t for _, t in cfg.plan()):
+        check_params(cfg.strategy, dict(cfg.params) | ({"type": mask_type} if mask_type else {}), cfg.seed)
+
+
+def _changed(rec: Record, seen: tuple) -> bool:
+    """Whether a source differs from what the journal recorded: size and mtime first, then the hash."""
+    size, mtime, sha = seen
+    if rec.pixels is not None:
+        return sha is not None and hashlib.sha256(rec.pixels.encode()).hexdigest() != sha
+    if rec.path is None or size is None:
+        return False
+    try:
+        st = os.stat(rec.path)
+    except OSError:
+        return True
+    if (st.st_size, st.st_mtime_ns) == (size, mtime):
+        return False
+    try:
+        with open(rec.path, "rb") as f:
+            return sha is None or hashlib.file_digest(f, "sha256").hexdigest() != sha
+    except OSError:
+        return True
+
+
+def _stale(rec: Record, entry: mf.Entry, cfg: ConvertConfig, excluded: dict[str, str]) -> bool:
+    """Whether a journalled source must be done again: the source changed, or a decision over the whole
+    source (duplicates, sampling, output names) now falls otherwise."""
+    rule = rec.problem or excluded.get(rec.key)
+    if rule or entry.decided_before:
+        return entry.whole != rule
+    if entry.seen is not None and _changed(rec, entry.seen):
+        return True
+    for variant, mask_type in cfg.plan():
+        kind, value = entry.variants.get(variant, ("", ""))
+        want = excluded.get(f"{rec.key}#{variant}")
+        if want or (kind == "skip" and value.partition(": ")[0] in mf.EXCLUSION_REASONS):
+            if kind and (kind, value) != ("skip", want):
+                return True
+        elif kind == "file" and value != output_path(rec, cfg, variant, mask_type):
+            return True
+    return False
+
+
+def _resume(
+    journal: mf.Journal,
+    dst: Path,
+    records: Callable[[], Iterator[Record]],
+    cfg: ConvertConfig,
+    excluded: dict[str, str],
+    names: dict[str, str],
+) -> tuple[set[str], int]:
+    """(sources already done, number of inputs): what the journal holds, less the sources changed or gone
+    from SRC since, whose rows and files are removed first (so the result equals a fresh run)."""
+    entries = journal.scan()
+    redo: set[str] = set()
+    alive: set[str] = set()
+    total = 0
+    for rec in records():
+        total += 1
+        entry = entries.get(rec.key)
+        if entry is None:
+            continue
+        alive.add(rec.key)
+        if rec.key in names:
+            rec = replace(rec, out=names[rec.key])
+        if _stale(rec, entry, cfg, excluded):
+            redo.add(rec.key)
+    redo |= entries.keys() - alive
+    if redo:
+        # rows first, files second: a kill in between leaves files that no row claims, which the run makes
+        # again or a later resume of a vanished source no longer knows (never a row without its file)
+        for name in journal.purge(redo):
+            for rel in (name, *sidecars(name, True, True)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(dst / rel)
+        entries = journal.scan()
+    planned = {v for v, _ in cfg.plan()}
+    done = {k for k, e in entries.items() if e.whole is not None or e.variants.keys() >= planned}
+    return done, total
+
+
 def convert(
     src: Path,
     dst: Path,
@@ -178,38 +277,55 @@ def convert(
 ) -> Summary:
     """Convert SRC into DST; safe to interrupt and run again with the same arguments.
 
-    `jobs` is the number of cores to use (0: all); results do not depend on it.
+    `jobs` is the number of cores to use (0: all); results do not depend on it. A resumed run redoes
+    the sources that changed since and drops those that are gone. A file system error (disk full,
+    read-only, permission denied) is one `MaskgenError` naming DST; the finished work stays journalled.
     """
     if jobs <= 0:
         jobs = os.cpu_count() or 1
     check_paths(src, dst)
+    check_config(cfg)
+    iter_records(src, cfg.format, cfg.naming)  # a source it cannot read fails here, before DST is made
+    try:
+        return _convert(src, dst, cfg, jobs, overwrite, executor, scheduler, progress, total_callback)
+    except OSError as e:
+        raise MaskgenError(
+            f"cannot write to {e.filename or dst}: {e.strerror or e}; the finished work is saved in {dst}, "
+            "run the same command again to resume once this is fixed"
+        ) from None
+
+
+def _convert(src, dst, cfg, jobs, overwrite, executor, scheduler, progress, total_callback) -> Summary:
     prepare_destination(src, dst, cfg, overwrite)
     journal = mf.Journal(dst)
-    pairs, whole = journal.done()
-    planned = {v for v, _ in cfg.plan()}
-    done_variants: dict[str, set[int]] = {}
-    for source, variant in pairs:
-        done_variants.setdefault(source, set()).add(variant)
-    done = {k for k, v in done_variants.items() if v >= planned} | whole
-    del pairs, done_variants
-    summary = Summary(resumed=len(done))
 
     def records() -> Iterator[Record]:
         return iter_records(src, cfg.format, cfg.naming)
 
+    planned = {v for v, _ in cfg.plan()}
     excluded: dict[str, str] = {}
+    conflicts = []
     if cfg.dedup:
-        excluded |= find_duplicates(records())
+        found = find_duplicates(records(), cfg.dedup_threshold)
+        excluded |= found.excluded
+        conflicts = found.conflicts
+        mf.write_rows(dst / mf.CONFLICTS, conflicts)
     if cfg.sample is not None:
-        items = [(f"{r.key}#{v}", r.label) for r in records() if r.key not in excluded for v in sorted(planned)]
+        kept = (r for r in records() if r.key not in excluded and not r.problem)
+        items = [(f"{r.key}#{v}", r.label) for r in kept for v in sorted(planned)]
         chosen = stratified_sample(items, cfg.sample, cfg.seed)
         excluded |= {i: f"not_sampled: --sample {cfg.sample} kept other variants" for i, _ in items if i not in chosen}
+    tags = [variant_tag(cfg, v, t) for v, t in cfg.plan()]
+    named = (r for r in records() if r.key not in excluded and not r.problem)
+    names = plan_names(named, cfg.out_format, tags, cfg.occlusion, cfg.keep_original)
+    done, total = _resume(journal, dst, records, cfg, excluded, names)
+    summary = Summary(resumed=len(done), conflicts=len(conflicts))
     if total_callback is not None:
-        total_callback(sum(1 for _ in records()))
+        total_callback(total)
     if progress is not None and done:
         progress(len(done))
 
-    todo = (r for r in records() if r.key not in done)
+    todo = (replace(r, out=names[r.key]) if r.key in names else r for r in records() if r.key not in done)
     sub_excluded = excluded
 
     def handle(lines: list[tuple]) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -21,20 +23,38 @@ def dhash(img: np.ndarray) -> int:
     return int(np.packbits(bits).view(">u8")[0])
 
 
-def find_duplicates(records: Iterable[Record], max_distance: int = 2) -> dict[str, str]:
-    """{duplicate key: "duplicate: same as KEY ..."}; the first record (in source order) of a group is kept.
+def thumbnail(img: np.ndarray) -> np.ndarray:
+    """32x32 gray float32 copy: what two images are compared on."""
+    gray = img if img.ndim == 2 else cv2.cvtColor(img[..., :3], cv2.COLOR_RGB2GRAY)
+    return cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
 
-    Exact duplicates share a byte hash; near duplicates have dHashes within `max_distance` bits
-    (found by pigeonhole: two hashes that close agree exactly on at least one of max_distance+1 bands).
+
+@dataclass
+class Duplicates:
+    """What `find_duplicates` found: inputs to skip, and near-identical pairs whose labels differ."""
+
+    excluded: dict[str, str] = field(default_factory=dict)  # key -> "duplicate: ..."
+    conflicts: list[dict[str, str]] = field(default_factory=list)
+
+
+def find_duplicates(records: Iterable[Record], threshold: float = 2.0, max_bits: int = 4) -> Duplicates:
+    """Exact and near duplicates; the first record (in source order) of a group is kept.
+
+    Exact duplicates share their bytes. Near duplicates must be nearly the same pixels: dHashes within
+    `max_bits` bits (found by pigeonhole: such hashes agree exactly on one of max_bits+1 bands), confirmed
+    by a mean absolute difference of at most `threshold` (0-255) between 32x32 gray thumbnails. Two
+    frames of one expression differ by more than that; a re-encoded or resized copy does not. A match
+    whose labels differ is never dropped: it is reported as a label conflict and both inputs are kept.
     """
-    import hashlib
-
-    out: dict[str, str] = {}
-    by_bytes: dict[str, str] = {}
-    bands = max_distance + 1
+    out = Duplicates()
+    by_bytes: dict[str, tuple[str, str]] = {}
+    bands = max_bits + 1
     width = 64 // bands
     index: list[dict[int, list[tuple[int, str]]]] = [defaultdict(list) for _ in range(bands)]
+    kept: dict[str, tuple[np.ndarray, str]] = {}  # key -> (thumbnail, label) of every image kept
     for rec in records:
+        if rec.problem:
+            continue
         try:
             if rec.pixels is not None:
                 data, img = rec.pixels.encode(), pixels_to_image(rec.pixels)
@@ -44,25 +64,35 @@ def find_duplicates(records: Iterable[Record], max_distance: int = 2) -> dict[st
             continue  # unreadable inputs are reported by the conversion itself
         digest = hashlib.sha256(data).hexdigest()
         if digest in by_bytes:
-            out[rec.key] = f"duplicate: same bytes as {by_bytes[digest]}"
+            first, label = by_bytes[digest]
+            if label == rec.label:
+                out.excluded[rec.key] = f"duplicate: same bytes as {first}"
+            else:
+                out.conflicts.append(_conflict(rec, first, label, "same bytes"))
             continue
-        by_bytes[digest] = rec.key
-        h = dhash(img)
+        by_bytes[digest] = (rec.key, rec.label)
+        h, thumb = dhash(img), thumbnail(img)
         match = None
         for b in range(bands):
-            band = (h >> (b * width)) & ((1 << width) - 1)
-            for other, key in index[b].get(band, []):
-                if (h ^ other).bit_count() <= max_distance:
+            for other, key in index[b].get((h >> (b * width)) & ((1 << width) - 1), []):
+                if (h ^ other).bit_count() <= max_bits and float(np.abs(kept[key][0] - thumb).mean()) <= threshold:
                     match = key
                     break
             if match:
                 break
-        if match:
-            out[rec.key] = f"duplicate: looks the same as {match} (perceptual hash)"
+        if match and kept[match][1] == rec.label:
+            out.excluded[rec.key] = f"duplicate: nearly the same pixels as {match} (within --dedup-threshold)"
             continue
+        if match:
+            out.conflicts.append(_conflict(rec, match, kept[match][1], "nearly the same pixels"))
+        kept[rec.key] = (thumb, rec.label)
         for b in range(bands):
             index[b][(h >> (b * width)) & ((1 << width) - 1)].append((h, rec.key))
     return out
+
+
+def _conflict(rec: Record, other: str, other_label: str, how: str) -> dict[str, str]:
+    return {"source": rec.key, "label": rec.label, "other": other, "other_label": other_label, "how": how}
 
 
 def stratified_sample(items: list[tuple[str, str]], n: int, seed: int) -> set[str]:

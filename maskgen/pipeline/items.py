@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import posixpath
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,12 +17,14 @@ import numpy as np
 
 from ..detectors import detect_batch
 from ..errors import MaskgenError, NotAnImage
-from ..io import name_suffix, read_image_with_info, write_image
+from ..io import format_for, name_suffix, read_image_with_info, write_image
 from ..seeds import generator, item_seed
 from ..strategies import get_strategy
 from ..strategies.batch import apply_grouped
 from ..templates import load_template
 from ..types import Faces
+from .naming import mirrored, sidecars, variant_name
+from .native import kept_in, native_array, restore
 from .sources import Record, pixels_to_image
 
 
@@ -46,6 +47,7 @@ class ConvertConfig:
     min_size: int = 16
     sample: int | None = None
     dedup: bool = False
+    dedup_threshold: float = 2.0  # mean absolute difference (0-255) of 32x32 gray thumbnails
     naming: str | None = None
     format: str | None = None
 
@@ -62,24 +64,20 @@ class ConvertConfig:
         return [(i, t) for i, t in enumerate(t for t in self.types for _ in range(self.variants))]
 
 
-def output_path(rec: Record, cfg: ConvertConfig, variant: int, mask_type: str | None) -> str:
-    """DST-relative POSIX output path: SRC's tree mirrored; several variants get a suffix each.
+def variant_tag(cfg: ConvertConfig, variant: int, mask_type: str | None) -> str | None:
+    """The suffix that tells one input's outputs apart when it has several (`kn95`, `kn95-1`, `v2`)."""
+    if len(cfg.plan()) <= 1:
+        return None
+    if mask_type and mask_type != "random":
+        return f"{mask_type}-{variant % cfg.variants}" if cfg.variants > 1 else mask_type
+    return f"v{variant}"
 
-    Plain string operations (this runs for every output; pathlib's cost ~4x as much)."""
-    rel = rec.key
-    if rel.startswith("/") or ".." in rel.split("/"):
-        rel = posixpath.join(rec.label or "unlabelled", posixpath.basename(rel))
-    rel = posixpath.normpath(rel)
-    folder, name = posixpath.split(rel)
-    old = name_suffix(name)
-    stem = name[: len(name) - len(old)]
-    suffix = cfg.out_format or old or ".png"
-    if len(cfg.plan()) > 1:
-        tag = mask_type if mask_type and mask_type != "random" else f"v{variant}"
-        if mask_type and mask_type != "random" and cfg.variants > 1:
-            tag = f"{mask_type}-{variant % cfg.variants}"
-        stem = f"{stem}__{tag}"
-    return posixpath.join(folder, stem + suffix)
+
+def output_path(rec: Record, cfg: ConvertConfig, variant: int, mask_type: str | None) -> str:
+    """DST-relative POSIX output path: SRC's tree mirrored (or the name `convert` planned for this
+    record), with a tag per variant when an input has several. Plain string operations: this runs for
+    every output."""
+    return variant_name(rec.out or mirrored(rec, cfg.out_format), variant_tag(cfg, variant, mask_type))
 
 
 def effective_colour(params: dict[str, Any]) -> str:
@@ -91,7 +89,7 @@ def effective_colour(params: dict[str, Any]) -> str:
     return ""
 
 
-def _skip(rec: Record, reason: str, message: str, variant: int | None = None) -> dict[str, Any]:
+def _skip(rec: Record, reason: str, message: str, variant: int | None = None, **more: Any) -> dict[str, Any]:
     return {
         "kind": "skip",
         "source": rec.key,
@@ -100,18 +98,47 @@ def _skip(rec: Record, reason: str, message: str, variant: int | None = None) ->
         "message": message,
         "label": rec.label,
         "subject": rec.subject,
+        **more,
     }
 
 
-def _load(rec: Record) -> tuple[np.ndarray, str, int | None]:
-    """(image, source sha256, JPEG quality or None)."""
+def fingerprint(rec: Record) -> dict[str, Any]:
+    """What tells a resumed run that a source changed: size and modification time (then the hash)."""
+    if rec.path is None:
+        return {}
+    try:
+        st = os.stat(rec.path)
+    except OSError:
+        return {}
+    return {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
+
+
+@dataclass
+class _Source:
+    """A loaded input: its 8-bit image, and what its outputs need to keep of it."""
+
+    img: np.ndarray
+    digest: str
+    quality: int | None = None
+    mode: str = "L"
+    native: np.ndarray | None = None  # the source's own pixels when 16-bit or transparent
+    native_mode: str = ""
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+
+
+def _load(rec: Record) -> _Source:
     if rec.pixels is not None:
-        return pixels_to_image(rec.pixels), hashlib.sha256(rec.pixels.encode()).hexdigest(), None
+        return _Source(pixels_to_image(rec.pixels), hashlib.sha256(rec.pixels.encode()).hexdigest())
     assert rec.path is not None
     if rec.path.is_symlink() and rec.path.is_dir():
         raise NotAnImage(f"{rec.path}: a symlinked folder; not followed (it could loop)")
+    stat = fingerprint(rec)
     img, info, data = read_image_with_info(rec.path)
-    return img, hashlib.sha256(data).hexdigest(), info.quality
+    src = _Source(img, hashlib.sha256(data).hexdigest(), info.quality, info.mode, fingerprint=stat)
+    plain = info.mode in ("L", "RGB") and data[:4] != b"\x89PNG"  # (a 16-bit RGB PNG opens as RGB)
+    if not plain and (native := native_array(data, info, img)) is not None:
+        src.native, src.native_mode = native
+    return src
 
 
 def _resize(img: np.ndarray, size: tuple[int, int] | None, nearest: bool = False) -> np.ndarray:
@@ -123,12 +150,10 @@ def _resize(img: np.ndarray, size: tuple[int, int] | None, nearest: bool = False
 
 @dataclass
 class _Job:
-    """One output to make: a record's image, its faces, and the resolved parameters of one variant."""
+    """One output to make: a loaded record, its faces, and the resolved parameters of one variant."""
 
     rec: Record
-    img: np.ndarray
-    digest: str
-    quality: int | None
+    src: _Source
     faces: Faces
     variant: int
     mask_type: str | None
@@ -138,19 +163,39 @@ class _Job:
     occlusion: np.ndarray | None = None
 
 
+def _in_mode(
+    src: _Source, out8: np.ndarray, occlusion: np.ndarray, fmt: str, notes: list[str]
+) -> tuple[np.ndarray, str]:
+    """The image to write for a masked 8-bit `out8`, in the source's own mode where `fmt` holds it."""
+    plain = "L" if out8.ndim == 2 else "RGB"
+    if src.native is not None:
+        if kept_in(src.native, fmt):
+            return restore(src.native, src.img, out8, occlusion), src.native_mode
+        notes.append(f"{src.native_mode} written as {plain}: {fmt} cannot hold it")
+    elif src.mode not in ("L", "RGB"):
+        notes.append(f"{src.mode} written as {plain}")
+    return out8, plain
+
+
 def _write(job: _Job, cfg: ConvertConfig, root: str) -> dict[str, Any]:
     """Write a masked job's files (atomically) and return its manifest row."""
-    rec, use, res_params = job.rec, job.faces, job.params
+    rec, src, use, res_params = job.rec, job.src, job.faces, job.params
     rel = output_path(rec, cfg, job.variant, job.mask_type)
-    base = os.path.join(root, rel)
-    out = _resize(job.out, cfg.size)
-    write_image(base, out, quality=job.quality)
-    suffix = name_suffix(posixpath.basename(rel))
-    stem = base[: len(base) - len(suffix)]
+    fmt = format_for(rel)
+    notes: list[str] = []
+    if cfg.out_format is None and rec.pixels is None:
+        given = rel_suffix(rec.name or rec.key)
+        if given.lower() != rel_suffix(rel).lower():
+            notes.append(f"{given or 'no suffix'} cannot be written; written as {fmt} (lossless)")
+    out, mode = _in_mode(src, job.out, job.occlusion, fmt, notes)
+    out = _resize(out, cfg.size)
+    write_image(os.path.join(root, rel), out, quality=src.quality)
+    extra = sidecars(rel, cfg.occlusion, cfg.keep_original)
     if cfg.occlusion:
-        write_image(f"{stem}_occlusion.png", _resize(job.occlusion, cfg.size, True))
+        write_image(os.path.join(root, extra.pop(0)), _resize(job.occlusion, cfg.size, True))
     if cfg.keep_original:
-        write_image(f"{stem}_original{suffix}", _resize(job.img, cfg.size), quality=job.quality)
+        original = src.native if src.native is not None and mode == src.native_mode else src.img
+        write_image(os.path.join(root, extra[0]), _resize(original, cfg.size), quality=src.quality)
     sources = sorted(set(use.landmark_source))
     return {
         "kind": "output",
@@ -164,7 +209,8 @@ def _write(job: _Job, cfg: ConvertConfig, root: str) -> dict[str, Any]:
         "seed": job.seed,
         "landmark_source": sources[0] if len(sources) == 1 else "+".join(sources),
         "source": rec.key,
-        "source_sha256": job.digest,
+        "source_sha256": src.digest,
+        **src.fingerprint,
         "variant": job.variant,
         "params": json.loads(json.dumps(res_params)),
         "detector": use.detector,
@@ -172,8 +218,20 @@ def _write(job: _Job, cfg: ConvertConfig, root: str) -> dict[str, Any]:
         "boxes": [[round(float(v), 1) for v in box] for box in use.xyxy],
         "width": int(out.shape[1]),
         "height": int(out.shape[0]),
+        "source_mode": src.mode,
+        "mode": mode,
+        "notes": notes,
         "extra": rec.extra,
     }
+
+
+def rel_suffix(path: str) -> str:
+    return name_suffix(path.rsplit("/", 1)[-1])
+
+
+def _excluded_skip(rec: Record, rule: str, variant: int | None = None) -> dict[str, Any]:
+    reason, _, msg = rule.partition(": ")
+    return _skip(rec, reason, msg, variant)
 
 
 def run_chunk(records: list[Record], cfg: ConvertConfig, dst: str, excluded: dict[str, str]) -> list[dict]:
@@ -182,40 +240,41 @@ def run_chunk(records: list[Record], cfg: ConvertConfig, dst: str, excluded: dic
     `excluded` maps keys decided elsewhere (duplicates, unsampled variants "key#i") to a reason: message.
     """
     events: list[dict] = []
-    loaded: list[tuple[Record, np.ndarray, str, int | None]] = []
+    loaded: list[tuple[Record, _Source]] = []
     for rec in records:
-        if rec.key in excluded:
-            reason, _, msg = excluded[rec.key].partition(": ")
-            events.append(_skip(rec, reason, msg))
+        if rec.problem or rec.key in excluded:
+            events.append(_excluded_skip(rec, rec.problem or excluded[rec.key]))
             continue
         try:
-            img, digest, quality = _load(rec)
+            src = _load(rec)
         except MaskgenError as e:
-            events.append(
-                _skip(rec, "unreadable" if e.code in ("not_found", "unreadable", "truncated") else e.code, str(e))
-            )
+            reason = "unreadable" if e.code in ("not_found", "unreadable", "truncated") else e.code
+            events.append(_skip(rec, reason, str(e), **fingerprint(rec)))
             continue
-        if min(img.shape[:2]) < cfg.min_size:
-            events.append(_skip(rec, "too_small", f"{img.shape[1]}x{img.shape[0]} is under --min-size {cfg.min_size}"))
+        if min(src.img.shape[:2]) < cfg.min_size:
+            w, h = src.img.shape[1], src.img.shape[0]
+            msg = f"{w}x{h} is under --min-size {cfg.min_size}"
+            events.append(_skip(rec, "too_small", msg, source_sha256=src.digest, **src.fingerprint))
             continue
-        loaded.append((rec, img, digest, quality))
-    faces_list = detect_batch([x[1] for x in loaded], detector=cfg.detector, fallback=cfg.fallback)
+        loaded.append((rec, src))
+    faces_list = detect_batch([x[1].img for x in loaded], detector=cfg.detector, fallback=cfg.fallback)
     strat = get_strategy(cfg.strategy)
     jobs: list[_Job] = []
-    for (rec, img, digest, quality), faces in zip(loaded, faces_list, strict=True):
+    for (rec, src), faces in zip(loaded, faces_list, strict=True):
+        seen = {"source_sha256": src.digest, **src.fingerprint}
         if len(faces) == 0:
             hint = "" if cfg.fallback else "; --fallback aligned masks pre-aligned crops with the recorded prior"
-            events.append(_skip(rec, "no_face", f"{cfg.detector} found no face{hint}"))
+            events.append(_skip(rec, "no_face", f"{cfg.detector} found no face{hint}", **seen))
             continue
         if cfg.faces == "single" and len(faces) > 1:
-            events.append(_skip(rec, "extra_faces", f"{len(faces)} faces found; --faces single keeps one-face images"))
+            msg = f"{len(faces)} faces found; --faces single keeps one-face images"
+            events.append(_skip(rec, "extra_faces", msg, **seen))
             continue
         use = faces.largest() if cfg.faces in ("largest", "single") else faces
         for variant, mask_type in cfg.plan():
             vkey = f"{rec.key}#{variant}"
             if vkey in excluded:
-                reason, _, msg = excluded[vkey].partition(": ")
-                events.append(_skip(rec, reason, msg, variant))
+                events.append(_excluded_skip(rec, excluded[vkey], variant))
                 continue
             params = dict(cfg.params)
             if mask_type is not None:
@@ -224,21 +283,21 @@ def run_chunk(records: list[Record], cfg: ConvertConfig, dst: str, excluded: dic
             try:  # as `mask` does: draw the parameters first, apply them second
                 resolved = strat.resolve(generator(seed), **params)
             except MaskgenError as e:
-                events.append(_skip(rec, e.code, str(e), variant))
+                events.append(_skip(rec, e.code, str(e), variant, **seen))
                 continue
-            jobs.append(_Job(rec, img, digest, quality, use, variant, mask_type, seed, resolved))
+            jobs.append(_Job(rec, src, use, variant, mask_type, seed, resolved))
     # small same-size crops: masked in one array pass (same bytes); the rest one by one as they are
     # written, so a large image's output is the only one in memory
-    batched = apply_grouped(cfg.strategy, [(j.img, j.faces, j.params) for j in jobs])
+    batched = apply_grouped(cfg.strategy, [(j.src.img, j.faces, j.params) for j in jobs])
     for job, done in zip(jobs, batched, strict=True):
         if done is not None:
             job.out, job.occlusion = done[0], done[1].astype(np.uint8) * 255
     for job in jobs:
         if job.out is None:
             try:
-                job.out, job.occlusion = strat.apply(job.img, job.faces, **job.params)
+                job.out, job.occlusion = strat.apply(job.src.img, job.faces, **job.params)
             except MaskgenError as e:
-                events.append(_skip(job.rec, e.code, str(e), job.variant))
+                events.append(_skip(job.rec, e.code, str(e), job.variant, source_sha256=job.src.digest))
                 continue
         events.append(_write(job, cfg, dst))
         job.out = job.occlusion = None

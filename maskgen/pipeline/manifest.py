@@ -2,7 +2,7 @@
 metadata.csv (Hugging Face `imagefolder` layout) and the run configuration.
 
 Rows are appended as work completes and flushed at once, so a killed run loses at most a half-written
-last line; `Journal.done` drops such a line. `finalize` rewrites every file sorted, so the result does
+last line; `Journal.scan` drops such a line. `finalize` rewrites every file sorted, so the result does
 not depend on worker count or on interruptions.
 """
 
@@ -25,6 +25,7 @@ MANIFEST = "manifest.jsonl"
 SKIPS = "skips.jsonl"
 METADATA = "metadata.csv"
 CONFIG = "config.json"
+CONFLICTS = "label_conflicts.jsonl"
 METADATA_COLUMNS = [
     "file_name",
     "label",
@@ -73,10 +74,38 @@ def skip_key(row: dict[str, Any]) -> tuple[str, int]:
     return row["source"], row.get("variant", -1)
 
 
+EXCLUSION_REASONS = frozenset({"duplicate", "not_sampled", "bad_label"})  # decided before reading an item
+
+
+class Entry:
+    """What the journal holds for one source: its skip (whole), its variants, and what it was read as."""
+
+    __slots__ = ("seen", "variants", "whole")
+
+    def __init__(self) -> None:
+        self.whole: str | None = None  # "reason: message" when skipped whole
+        self.variants: dict[int, tuple[str, str]] = {}  # variant -> ("file", file_name) or ("skip", rule)
+        self.seen: tuple[int | None, int | None, str | None] | None = None  # size, mtime_ns, sha256
+
+    def add(self, row: dict[str, Any]) -> None:
+        rule = f"{row['reason']}: {row.get('message', '')}" if "reason" in row else None
+        if row.get("variant", -1) < 0:
+            self.whole = rule
+        else:
+            self.variants[row["variant"]] = ("skip", rule) if rule else ("file", row["file_name"])
+        if "source_sha256" in row or "source_size" in row:
+            self.seen = (row.get("source_size"), row.get("source_mtime_ns"), row.get("source_sha256"))
+
+    @property
+    def decided_before(self) -> bool:
+        """Skipped whole for a reason decided over the whole source (a duplicate, not sampled, a bad label)."""
+        return self.whole is not None and self.whole.partition(": ")[0] in EXCLUSION_REASONS
+
+
 class Journal:
     """Append-only manifest and skip log for one output folder.
 
-    After `done`, it also keeps each file's index (row key -> byte offset of its last row), so that
+    After `scan`, it also keeps each file's index (row key -> byte offset of its last row), so that
     `finalize` need not read the files twice.
     """
 
@@ -87,13 +116,12 @@ class Journal:
         self.index: dict[Path, dict[Any, int]] | None = None
         self._end: dict[Path, int] = {}
 
-    def done(self) -> tuple[set[tuple[str, int]], set[str]]:
-        """What a resumed run need not redo: (source, variant) pairs recorded, and sources skipped whole.
+    def scan(self) -> dict[str, Entry]:
+        """Every source the journal has rows for, with what they say (for a resumed run).
 
         Cuts any torn last line off the files first, so new rows start on a fresh line.
         """
-        pairs: set[tuple[str, int]] = set()
-        whole: set[str] = set()
+        entries: dict[str, Entry] = {}
         self.index = {}
         for path, key in ((self.manifest_path, output_key), (self.skips_path, skip_key)):
             good = 0
@@ -101,15 +129,36 @@ class Journal:
             for offset, length, row in _scan(path):
                 good = offset + length
                 index[key(row)] = offset
-                if row.get("variant", -1) < 0:
-                    whole.add(row["source"])
-                else:
-                    pairs.add((row["source"], row["variant"]))
+                entry = entries.get(row["source"])
+                if entry is None:
+                    entry = entries[row["source"]] = Entry()
+                entry.add(row)
             if path.exists() and good != path.stat().st_size:
                 with open(path, "r+b") as f:
                     f.truncate(good)
             self._end[path] = good
-        return pairs, whole
+        return entries
+
+    def purge(self, sources: set[str]) -> list[str]:
+        """Drop every row of these sources (changed or gone from SRC); returns their output file names.
+
+        Each file is rewritten whole under a temp name and moved in: a kill leaves the old or the new one.
+        """
+        names: list[str] = []
+        for path in (self.manifest_path, self.skips_path):
+            if not path.exists():
+                continue
+            tmp = path.with_name(path.name + ".purge.part")
+            with open(path, "rb") as src, open(tmp, "wb") as out:
+                for line in src:
+                    row = json.loads(line)
+                    if row["source"] in sources:
+                        if "file_name" in row:
+                            names.append(row["file_name"])
+                    else:
+                        out.write(line)
+            os.replace(tmp, path)
+        return names
 
     def __enter__(self) -> Journal:
         self.dst.mkdir(parents=True, exist_ok=True)

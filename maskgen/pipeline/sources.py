@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadParameter
+from ..errors import BadParameter, NotAnImage
 from ..io import IMAGE_SUFFIXES
 from ..registry import Registry
 
@@ -30,7 +30,12 @@ KDEF_POSES = {"S": "straight", "HL": "half_left", "HR": "half_right", "FL": "ful
 
 @dataclass(frozen=True)
 class Record:
-    """One input item. `key` is unique and stable (the relative path); `pixels` is set for CSV rows."""
+    """One input item. `key` is unique and stable (the relative path); `pixels` is set for CSV rows.
+
+    `name` is the path its outputs mirror when that is not the key (a CSV row listing a path again);
+    `out` the DST-relative output name `convert` planned for it (unique across the run); `problem`
+    ("reason: message") marks an item its source could not make sense of, logged as a skip.
+    """
 
     key: str
     path: Path | None = None
@@ -39,6 +44,9 @@ class Record:
     split: str = ""
     extra: dict[str, str] = field(default_factory=dict)
     pixels: str | None = None  # FER2013 CSV: space-separated gray values
+    name: str = ""
+    out: str = ""
+    problem: str = ""
 
 
 # -- file-name schemes -------------------------------------------------------------------------------
@@ -118,12 +126,10 @@ def folder_records(root: Path, naming: str | None = None) -> Iterator[Record]:
     parse = NAMINGS.get(naming) if naming else None
     for dirpath, parts, name in files:
         split, label = "", ""
-        if len(parts) >= 2 and parts[0].lower() in SPLIT_NAMES:
-            split, label = SPLIT_NAMES[parts[0].lower()], parts[1]
-        elif len(parts) == 1 and parts[0].lower() not in SPLIT_NAMES:
+        if parts and parts[0].lower() in SPLIT_NAMES:  # SRC/<split>/<label>/[any/sub/folders/]file
+            split, label = SPLIT_NAMES[parts[0].lower()], parts[1] if len(parts) >= 2 else ""
+        elif parts:  # SRC/<label>/[any/sub/folders/]file: the label folder's label
             label = parts[0]
-        elif len(parts) == 1:
-            split = SPLIT_NAMES[parts[0].lower()]
         info = (parse(name) if parse else None) or {}
         extra = {k: v for k, v in info.items() if k not in ("label", "subject")}
         key = "/".join((*parts, name))
@@ -134,14 +140,15 @@ def fer2013_csv_records(path: Path) -> Iterator[Record]:
     """FER2013's `emotion,pixels,Usage` CSV: labels from the standard index, split from Usage."""
     with open(path, newline="") as f:
         for i, row in enumerate(csv.DictReader(f)):
-            try:
-                label = FER2013_LABELS[int(row["emotion"])]
-            except (ValueError, IndexError, TypeError):
-                label = ""
+            emotion, label, problem = (row.get("emotion") or "").strip(), "", ""
+            if emotion.isdigit() and int(emotion) < len(FER2013_LABELS):
+                label = FER2013_LABELS[int(emotion)]
+            else:
+                problem = f"bad_label: row {i + 2}: emotion {emotion!r} is not one of FER2013's 0-6"
             usage = (row.get("Usage") or "").strip()
             split = FER2013_SPLITS.get(usage, usage.lower())
             key = f"{split or 'all'}/{label or 'unlabelled'}/fer{i:05d}.png"
-            yield Record(key, None, label, "", split, {"row": str(i)}, row.get("pixels") or "")
+            yield Record(key, None, label, "", split, {"row": str(i)}, row.get("pixels") or "", problem=problem)
 
 
 def table_csv_records(path: Path) -> Iterator[Record]:
@@ -152,18 +159,28 @@ def table_csv_records(path: Path) -> Iterator[Record]:
         cols = set(reader.fieldnames or [])
         if not {"path", "label"} <= cols:
             raise BadParameter(f"{path}: a CSV source needs path and label columns (found: {', '.join(sorted(cols))})")
-        for row in reader:
-            rel = row["path"]
+        seen: set[str] = set()
+        for i, row in enumerate(reader):
+            rel = (row["path"] or "").strip()
             extra = {k: v for k, v in row.items() if k not in ("path", "label", "subject", "split") and v}
-            yield Record(rel, base / rel, row["label"], row.get("subject") or "", row.get("split") or "", extra)
+            # a path listed twice is two items (each row's label kept), so keys carry the row when repeated
+            key = rel if rel not in seen else f"{rel}@row{i + 2}"
+            seen.add(rel)
+            problem = "" if rel else f"unreadable: row {i + 2}: empty path"
+            label, subject, split = row["label"] or "", row.get("subject") or "", row.get("split") or ""
+            yield Record(key, base / rel, label, subject, split, extra, name=rel if key != rel else "", problem=problem)
 
 
 def pixels_to_image(pixels: str) -> np.ndarray:
     """A FER2013 row's space-separated values as a square uint8 image."""
-    values = np.array(pixels.split(), dtype=np.int64)
+    try:
+        values = np.array(pixels.split(), dtype=np.int64)
+    except ValueError:
+        bad = next(v for v in pixels.split() if not v.lstrip("-").isdigit())
+        raise NotAnImage(f"pixels: {bad[:20]!r} is not a whole number from 0 to 255") from None
     side = int(round(len(values) ** 0.5))
     if side * side != len(values) or side == 0 or values.min() < 0 or values.max() > 255:
-        raise BadParameter(f"pixels: expected a square of 0-255 values, got {len(values)} values")
+        raise NotAnImage(f"pixels: expected a square of 0-255 values, got {len(values)} values")
     return values.astype(np.uint8).reshape(side, side)
 
 
@@ -179,7 +196,10 @@ def detect_format(src: Path) -> str:
         if {"emotion", "pixels"} <= set(header):
             return "fer2013-csv"
         return "csv"
-    raise BadParameter(f"{src}: not a folder or a CSV file; use --format {'|'.join(FORMATS)}")
+    raise BadParameter(
+        f"{src}: not a folder or a CSV file; give a folder of images, FER2013's CSV or a path,label CSV "
+        f"(--source-format {'|'.join(FORMATS)})"
+    )
 
 
 def iter_records(src: Path, fmt: str | None = None, naming: str | None = None) -> Iterator[Record]:
