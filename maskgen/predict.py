@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,9 +109,12 @@ def draw(image: np.ndarray, preds: list[Prediction]) -> np.ndarray:
         text = f"{p.label} {p.confidence:.0%}"
         scale = max(0.4, (x1 - x0) / 180)
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        h, w = out.shape[:2]
         ty = y0 - 4 if y0 - th - 6 > 0 else y1 + th + 4
-        cv2.rectangle(out, (x0, ty - th - 3), (x0 + tw + 4, ty + base - 1), colour, -1)
-        cv2.putText(out, text, (x0 + 2, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
+        ty = min(max(ty, th + 3), h - base)  # the label stays inside the frame, whatever the box
+        tx = min(max(x0, 0), max(w - tw - 4, 0))
+        cv2.rectangle(out, (tx, ty - th - 3), (tx + tw + 4, ty + base - 1), colour, -1)
+        cv2.putText(out, text, (tx + 2, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
     return out
 
 
@@ -182,6 +186,8 @@ def predict_video(
         raise BadParameter("--every must be at least 1")
     cap, fps, size, total = iter_video(path)
     writer = None
+    # written under a temp name (same suffix: it picks the container) and moved in when whole
+    tmp = out.with_name(f".{out.stem}.part{out.suffix}") if out is not None else None
     n = with_faces = dets = 0
     faces, prev, preds = Faces.empty(), None, []
     try:
@@ -201,13 +207,19 @@ def predict_video(
                 if writer is None:
                     fourcc = cv2.VideoWriter_fourcc(*("MJPG" if out.suffix.lower() == ".avi" else "mp4v"))
                     out.parent.mkdir(parents=True, exist_ok=True)
-                    writer = cv2.VideoWriter(str(out), fourcc, fps, (frame.shape[1], frame.shape[0]))
+                    writer = cv2.VideoWriter(str(tmp), fourcc, fps, (frame.shape[1], frame.shape[0]))
                 writer.write(cv2.cvtColor(draw(frame, preds), cv2.COLOR_RGB2BGR))
             n += 1
+    except BaseException:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise
     finally:
         cap.release()
         if writer is not None:
             writer.release()
     if n == 0:
         raise MaskgenError(f"{path}: no decodable frames")
+    if tmp is not None and tmp.exists():
+        os.replace(tmp, out)
     return VideoSummary(n, fps, size, with_faces, dets)

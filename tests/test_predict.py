@@ -103,3 +103,37 @@ def test_bad_inputs(run_dir, tmp_path):
     w.release()
     res = runner.invoke(main, ["predict", str(run_dir), str(blank)])
     assert res.exit_code == 0 and "no face found in any frame" in res.output
+
+
+def test_cli_predict_writes_one_named_file_and_keeps_inputs_apart(run_dir, video, astronaut, tmp_path):
+    res = CliRunner().invoke(main, ["predict", str(run_dir), str(video), "-o", str(tmp_path / "result.mp4"), "-q"])
+    assert res.exit_code == 0, res.output
+    cap = cv2.VideoCapture(str(tmp_path / "result.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 20 and not list(tmp_path.glob(".*part*"))
+    src = tmp_path / "src"
+    for sub in ("a", "b"):
+        (src / sub).mkdir(parents=True)
+    mg.write_image(src / "a" / "x.jpg", astronaut)
+    mg.write_image(src / "a" / "x.png", astronaut)
+    mg.write_image(src / "b" / "x.jpg", astronaut[:, ::-1])
+    res = CliRunner().invoke(main, ["predict", str(run_dir), str(src), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    made = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.png"))
+    assert made == ["a/x_png_pred.png", "a/x_pred.png", "b/x_pred.png"]
+    res = CliRunner().invoke(main, ["predict", str(run_dir), str(src), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 1 and "--overwrite" in res.output
+
+
+def test_label_stays_inside_the_frame():
+    from maskgen.predict import Prediction, draw
+
+    img = np.full((120, 160, 3), 90, np.uint8)
+
+    def text_pixels(box) -> int:  # the dark text on its green label
+        drawn = draw(img, [Prediction(box, "surprise", 0.93, {"surprise": 0.93}, "detected")])
+        return int((drawn.max(2) < 60).sum())
+
+    whole = text_pixels((60.0, 50.0, 90.0, 80.0))  # well inside the frame: the whole label
+    assert whole > 20
+    for box in ((130.0, 0.0, 160.0, 30.0), (-10.0, 100.0, 20.0, 140.0), (140.0, 110.0, 170.0, 140.0)):
+        assert text_pixels(box) >= 0.95 * whole, box  # at a border: still all of it

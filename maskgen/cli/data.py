@@ -12,11 +12,20 @@ import numpy as np
 from ..detectors import DETECTORS, detect
 from ..draw import draw_faces
 from ..errors import BadParameter, MaskgenError
-from ..io import read_image, write_image
+from ..io import WRITABLE_SUFFIXES, read_image, write_image
 from ..seeds import item_seed
-from ..strategies import STRATEGIES, mask
+from ..strategies import STRATEGIES, check_params, mask
 from ..templates import MASK_TYPES
-from . import detector_option, expand_images, fallback_option, main, param_option, parse_params, strategy_option
+from . import (
+    detector_option,
+    expand_images,
+    fallback_option,
+    main,
+    param_option,
+    parse_params,
+    strategy_option,
+)
+from .outputs import plan_outputs, walk_inputs
 
 
 @main.command("detect")
@@ -79,25 +88,41 @@ def detect_cmd(
 
 @main.command("mask")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--out", "outdir", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option(
+    "-o", "--out", "outdir", required=True, type=click.Path(path_type=Path), help="Output folder (input tree mirrored)."
+)
 @strategy_option
 @click.option("--type", "mask_type", default=None, help="Mask type for overlay (see `maskgen list`), or 'random'.")
 @click.option("--color", default=None, help="Mask colour: a name, #rrggbb, or 'random'.")
 @click.option("--seed", default=0, show_default=True, help="Run seed; each image's seed derives from it and its name.")
 @click.option("--occlusion", is_flag=True, help="Also write each occlusion map as NAME_occlusion.png.")
+@click.option("--overwrite", is_flag=True, help="Replace outputs that exist already (inputs are never replaced).")
 @detector_option
 @fallback_option
 @param_option
-def mask_cmd(images, outdir, strategy, mask_type, color, seed, occlusion, detector, fallback, params) -> None:
-    """Mask the faces in IMAGES (files or folders) and write the results to OUTDIR."""
+def mask_cmd(
+    images, outdir, strategy, mask_type, color, seed, occlusion, overwrite, detector, fallback, params
+) -> None:
+    """Mask the faces in IMAGES (files or folders) and write the results to OUTDIR.
+
+    Folders are walked and their tree mirrored under OUTDIR; nothing is written into an input folder
+    or over a file that exists (unless --overwrite)."""
     kwargs = parse_params(params)
     if mask_type is not None:
         kwargs["type"] = mask_type
     if color is not None:
         kwargs["color"] = color
     STRATEGIES.get(strategy)
+    check_params(strategy, kwargs)
+
+    def names(rel: Path) -> list[str]:
+        out = rel.name if rel.suffix.lower() in WRITABLE_SUFFIXES else f"{rel.stem}.png"
+        return [out] + ([f"{Path(out).stem}_occlusion.png"] if occlusion else [])
+
+    inputs = walk_inputs(images)
+    planned = plan_outputs(inputs, outdir, names, overwrite)
     failed = 0
-    for path in expand_images(images):
+    for (path, _, _), files in zip(inputs, planned, strict=True):
         try:
             img = read_image(path)
             res = mask(img, strategy, detector=detector, fallback=fallback, seed=item_seed(seed, path.name), **kwargs)
@@ -107,9 +132,9 @@ def mask_cmd(images, outdir, strategy, mask_type, color, seed, occlusion, detect
             click.echo(f"skipped {path}: {e}", err=True)
             failed += 1
             continue
-        out = write_image(outdir / path.name, res.image)
+        out = write_image(files[0], res.image)
         if occlusion:
-            write_image(outdir / f"{path.stem}_occlusion.png", res.occlusion)
+            write_image(files[1], res.occlusion)
         detail = ", ".join(f"{k}={v}" for k, v in res.params.items() if k in ("type", "color", "ratio", "region"))
         click.echo(f"{out}  ({len(res.faces)} face(s), {strategy}{': ' + detail if detail else ''})")
     if failed:
@@ -223,7 +248,19 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
 @click.option("--size", default=None, help="Resize outputs to W or WxH pixels (default: the source's size).")
 @click.option("--occlusion", is_flag=True, help="Write each occlusion map beside its image (NAME_occlusion.png).")
 @click.option("--keep-original", is_flag=True, help="Write the unmasked copy beside each output (NAME_original).")
-@click.option("--dedup", is_flag=True, help="Skip exact and perceptual-hash near duplicates (reason: duplicate).")
+@click.option(
+    "--dedup",
+    is_flag=True,
+    help="Skip exact and near duplicates with the same label (reason: duplicate); near-identical inputs with "
+    "different labels are kept and listed in label_conflicts.jsonl.",
+)
+@click.option(
+    "--dedup-threshold",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    help="Near duplicate: mean absolute difference (0-255) of 32x32 gray thumbnails at most this.",
+)
 @click.option("--min-size", default=16, show_default=True, help="Skip inputs smaller than this (reason: too_small).")
 @click.option("--seed", default=0, show_default=True, help="Run seed; each item's seed derives from it and its path.")
 @click.option(
@@ -256,6 +293,7 @@ def convert_cmd(
     occlusion,
     keep_original,
     dedup,
+    dedup_threshold,
     min_size,
     seed,
     jobs,
@@ -283,8 +321,6 @@ def convert_cmd(
     for t in type_list:
         if t != "random":
             MASK_TYPES.get(t)
-    if variants < 1:
-        raise BadParameter("--variants-per-image must be at least 1")
     cfg = ConvertConfig(
         strategy=strategy,
         types=tuple(type_list),
@@ -301,6 +337,7 @@ def convert_cmd(
         min_size=min_size,
         sample=sample,
         dedup=dedup,
+        dedup_threshold=dedup_threshold,
         naming=naming,
         format=source_format,
     )
@@ -331,6 +368,13 @@ def convert_cmd(
         click.echo(f"  skipped {n:>6}  {reason}")
     if summary.skipped:
         click.echo(f"  reasons per input: {dst / 'skips.jsonl'}")
+    if summary.conflicts:
+        click.secho(
+            f"warning: {summary.conflicts} near-identical input(s) carry different labels; both kept, "
+            f"listed in {dst / 'label_conflicts.jsonl'}",
+            fg="yellow",
+            err=True,
+        )
 
 
 @main.command("split")

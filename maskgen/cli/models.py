@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
-from ..errors import MaskgenError
-from ..io import read_image, write_image
-from . import detector_option, expand_images, fallback_option, main
+from ..errors import BadParameter, MaskgenError
+from ..io import IMAGE_SUFFIXES, read_image, write_image
+from . import detector_option, fallback_option, main
+from .outputs import plan_outputs, walk_inputs
 
 
 def train_options(f):
@@ -171,42 +172,53 @@ def experiment_cmd(clean, masked, out, split, quiet, **kw) -> None:
 )
 @click.option("--every", default=1, show_default=True, help="Videos: detect every N frames.")
 @click.option("--track", "tracking", is_flag=True, help="Videos: follow boxes between detections (template matching).")
+@click.option("--overwrite", is_flag=True, help="Replace outputs that exist already (inputs are never replaced).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def predict_cmd(run, inputs, out, mask_mode, detector, fallback, as_json, every, tracking, quiet) -> None:
-    """Classify the expression of every face in INPUTS (images, folders or videos) with a trained RUN."""
+def predict_cmd(run, inputs, out, mask_mode, detector, fallback, as_json, every, tracking, overwrite, quiet) -> None:
+    """Classify the expression of every face in INPUTS (images, folders or videos) with a trained RUN.
+
+    With -o, each input's drawing goes to OUT/<its path in the input folder>/NAME_pred.png (videos:
+    NAME_pred.mp4); with one input, -o may also name the file to write (e.g. -o result.mp4)."""
     require_train()
     from ..predict import VIDEO_SUFFIXES, Predictor, draw, predict_video
 
     predictor = Predictor(run, detector=detector, mask_mode=mask_mode, fallback=fallback)
-    paths = [
-        p
-        for src in inputs
-        for p in (
-            expand_images((src,)) + sorted(q for q in src.rglob("*") if q.suffix.lower() in VIDEO_SUFFIXES)
-            if src.is_dir()
-            else [src]
-        )
-    ]
+    paths = walk_inputs(inputs, IMAGE_SUFFIXES + VIDEO_SUFFIXES)
     if not paths:
         raise MaskgenError(f"no images or videos found in {', '.join(map(str, inputs))}")
+
+    def is_video(p: Path) -> bool:
+        return p.suffix.lower() in VIDEO_SUFFIXES
+
+    def names(rel: Path) -> list[str]:
+        suffix = (rel.suffix if rel.suffix.lower() in (".avi", ".mp4") else ".mp4") if is_video(rel) else ".png"
+        return [f"{rel.stem}_pred{suffix}"]
+
+    targets: list[Path | None] = [None] * len(paths)
+    if out is not None:
+        single = len(paths) == 1 and not out.is_dir() and out.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES
+        if single:  # -o names the file
+            if is_video(paths[0][0]) != is_video(out):
+                raise BadParameter(f"-o {out}: give a {'video' if is_video(paths[0][0]) else 'image'} file name")
+            targets = [
+                f[0]
+                for f in plan_outputs([(paths[0][0], Path(out.name), None)], out.parent, lambda r: [r.name], overwrite)
+            ]
+        else:
+            targets = [f[0] for f in plan_outputs(paths, out, names, overwrite)]
     failed = 0
-    for path in paths:
+    for (path, _, _), dst in zip(paths, targets, strict=True):
         if not path.exists():
             click.echo(f"Error: {path}: no such file", err=True)
             failed += 1
             continue
-        if path.suffix.lower() in VIDEO_SUFFIXES:
+        if is_video(path):
 
             def emit(n, preds, path=path):
                 if as_json:
                     for p in preds:
                         click.echo(json.dumps({"source": str(path), "frame": n, **p.to_json()}))
 
-            dst = (
-                out / f"{path.stem}_pred{path.suffix if path.suffix.lower() in ('.avi', '.mp4') else '.mp4'}"
-                if out
-                else None
-            )
             try:
                 s = predict_video(predictor, path, dst, every, tracking, emit, progress=not quiet and not as_json)
             except MaskgenError as e:
@@ -233,8 +245,8 @@ def predict_cmd(run, inputs, out, mask_mode, detector, fallback, as_json, every,
                 click.echo(json.dumps({"source": str(path), "frame": None, **p.to_json()}))
         else:
             faces = ", ".join(f"{p.label} {p.confidence:.0%}" for p in preds) or "no face found"
-            click.echo(f"{path}: {faces}")
-        if out is not None:
-            write_image(out / f"{path.stem}_pred.png", draw(img, preds))
+            click.echo(f"{path}: {faces}" + (f" -> {dst}" if dst else ""))
+        if dst is not None:
+            write_image(dst, draw(img, preds))
     if failed:
         raise MaskgenError(f"{failed} input(s) could not be processed")

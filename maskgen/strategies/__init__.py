@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..detectors import detect
-from ..errors import BadParameter, NoFaceFound
+from ..errors import BadParameter, MaskgenError, NoFaceFound
 from ..seeds import generator
 from ..types import Faces, MaskResult
 from .base import STRATEGIES, Strategy
@@ -21,6 +21,17 @@ def get_strategy(name: str) -> Strategy:
     if name not in _CACHE:
         _CACHE[name] = STRATEGIES.create(name)
     return _CACHE[name]
+
+
+def check_params(strategy: str, params: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+    """The strategy's parameters resolved once, as a check before bulk work: a bad value is one
+    `BadParameter` (e.g. "ratio must be between 0 and 1.5"), not one failure per image."""
+    try:
+        return get_strategy(strategy).resolve(generator(seed), **params)
+    except MaskgenError:
+        raise
+    except (ValueError, TypeError) as e:  # e.g. ratio="abc"
+        raise BadParameter(f"bad parameter value for strategy {strategy!r}: {e}") from None
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
@@ -53,4 +64,4 @@ def mask(
     return MaskResult(out, occ, faces, strategy, resolved)
 
 
-__all__ = ["STRATEGIES", "Strategy", "check_image", "get_strategy", "mask"]
+__all__ = ["STRATEGIES", "Strategy", "check_image", "check_params", "get_strategy", "mask"]
