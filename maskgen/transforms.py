@@ -46,11 +46,23 @@ def _to_array(image: Any) -> tuple[np.ndarray, Any]:
         from PIL import Image
 
         mode = image.mode
+        if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):  # 16-bit gray (and 32-bit): masked as such
+            arr = np.asarray(image)
+            lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+            top = 255 if mode == "F" else 65535
+            if lo < 0 or hi > top:
+                raise BadParameter(f"a PIL {mode!r} image must hold values in 0-{top}, got {lo:g} to {hi:g}")
+            kind = np.float32 if mode == "F" else np.uint16
+            return arr.astype(kind), lambda a: Image.fromarray(np.ascontiguousarray(a).astype(kind)).convert(mode)
+        if mode in ("P", "1", "CMYK", "YCbCr", "LAB", "HSV", "PA"):  # masked in RGB(A), returned in that mode
+            rgb = image.convert("RGBA" if mode == "PA" or "transparency" in image.info else "RGB")
+            return np.asarray(rgb), lambda a: Image.fromarray(np.ascontiguousarray(a), rgb.mode)
         return np.asarray(image), lambda a: Image.fromarray(np.ascontiguousarray(a), mode=mode)
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(image, torch.Tensor):
-        if image.ndim != 3:
-            raise BadParameter(f"expected a CHW tensor, got shape {tuple(image.shape)}")
+        if image.ndim != 3 or image.shape[0] not in (1, 2, 3, 4):
+            hint = "; for HWC use tensor.permute(2, 0, 1)" if image.ndim == 3 and image.shape[2] in (1, 3, 4) else ""
+            raise BadParameter(f"expected a CHW tensor (C in 1-4), got shape {tuple(image.shape)}{hint}")
         dtype, device = image.dtype, image.device
         arr = image.detach().cpu().permute(1, 2, 0).numpy()
 
@@ -174,9 +186,12 @@ class HFMask:
         self.image_column, self.occlusion_column = image_column, occlusion_column
         self.transform = MaskFaces(return_occlusion=True, **kwargs)
 
-    def __call__(self, batch: dict[str, list], indices: list[int] | None = None) -> dict[str, list]:
+    def __call__(self, batch: dict[str, Any], indices: list[int] | int | None = None) -> dict[str, Any]:
         if self.image_column not in batch:
             raise BadParameter(f"no column {self.image_column!r} in the batch (columns: {', '.join(batch)})")
+        if not isinstance(batch[self.image_column], list):  # one example: ds.map(HFMask(...)) without batched=True
+            one = self({k: [v] for k, v in batch.items()}, [indices] if isinstance(indices, int) else None)
+            return {k: v[0] for k, v in one.items()}
         images, occlusions = [], []
         tf = self.transform
         for i, img in enumerate(batch[self.image_column]):
@@ -201,9 +216,10 @@ class MaskCollate:
         loader = DataLoader(ds, batch_size=64, num_workers=2,
                             collate_fn=MaskCollate(MaskFaces(types="random", faces=cache, seed=0)))
 
-    The dataset returns uint8 images (H,W) or (H,W,3) as numpy arrays or tensors, alone or first in a
-    tuple (image, label, ...), or under `key` in a dict. The batch's images come back as a uint8 tensor
-    (B,H,W[,C]); convert to float in the training step. Runs in the workers; seeds as in MaskFaces.
+    The dataset returns uint8 images (H,W), (H,W,3) or (C,H,W) (as `torchvision.io.read_image` gives) as
+    numpy arrays or tensors, alone or first in a tuple (image, label, ...), or under `key` in a dict. The
+    batch's images come back as a uint8 tensor in the layout they came in; convert to float in the
+    training step. Runs in the workers; seeds as in MaskFaces.
     """
 
     def __init__(self, transform: MaskFaces, key: int | str = 0, collate: Any = None) -> None:
@@ -218,12 +234,20 @@ class MaskCollate:
         images = batch if single else batch[self.key]
         if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
             raise BadParameter("MaskCollate needs uint8 images from the dataset (convert to float after masking)")
-        masked = self.transform.batch(images.numpy())
+        # (B,C,H,W), as torchvision.io.read_image gives: masked as (B,H,W,C) and returned as it came
+        chw = images.ndim == 4 and images.shape[1] in (1, 3, 4) and images.shape[3] not in (3, 4)
+        x = images.permute(0, 2, 3, 1) if chw else images
+        if x.ndim == 4 and x.shape[3] == 1:
+            x = x[..., 0]
+        masked = self.transform.batch(np.ascontiguousarray(x.numpy()))
+        occlusion = None
         if self.transform.return_occlusion:
             masked, occlusion = masked
-            masked = (torch.from_numpy(masked), torch.from_numpy(occlusion))
-        else:
-            masked = torch.from_numpy(masked)
+        masked = torch.from_numpy(masked).reshape(x.shape)
+        if chw:
+            masked = masked.reshape(images.permute(0, 2, 3, 1).shape).permute(0, 3, 1, 2).contiguous()
+        if occlusion is not None:
+            masked = (masked, torch.from_numpy(occlusion))
         if single:
             return masked
         if isinstance(batch, dict):

@@ -226,3 +226,54 @@ def test_mask_collate_in_a_dataloader():
     out = MaskCollate(MaskFaces(strategy="zero", faces=cache, seed=0), key="image")(rows)
     assert out["label"].tolist() == [0, 1, 2, 3] and out["image"].shape == (4, 48, 48)
     assert (out["image"].numpy() != x[:4]).any(axis=(1, 2)).all()
+
+
+def test_hf_map_without_batched_works_per_example(crop, astronaut):
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.Dataset.from_dict({"image": [Image.fromarray(crop), Image.fromarray(astronaut)], "label": [0, 1]})
+    ds = ds.cast_column("image", datasets.Image())
+    one = ds.map(HFMask(seed=0, types="kn95"), with_indices=True)  # the default: one example per call
+    many = ds.map(HFMask(seed=0, types="kn95"), batched=True, with_indices=True)
+    for a, b, orig in zip(one, many, ds, strict=True):
+        assert np.array_equal(np.asarray(a["image"]), np.asarray(b["image"]))  # the same masks either way
+        assert not np.array_equal(np.asarray(a["image"]), np.asarray(orig["image"]))
+    assert one["label"] == [0, 1]
+
+
+def test_mask_collate_takes_chw_tensors_as_read_image_gives():
+    from maskgen.transforms import MaskCollate
+
+    x, cache = small_batch()
+    rgb = np.repeat(x[:6, ..., None], 3, axis=3)
+    chw = [(torch.from_numpy(im).permute(2, 0, 1).contiguous(), 0) for im in rgb]
+    images, _ = MaskCollate(MaskFaces(strategy="zero", faces=cache, seed=0))(chw)
+    hwc = MaskFaces(strategy="zero", faces=cache, seed=0).batch(rgb)
+    assert images.shape == (6, 3, 48, 48)
+    assert np.array_equal(images.permute(0, 2, 3, 1).numpy(), hwc)  # the same masks as channels-last
+    gray = [(torch.from_numpy(im)[None], 0) for im in x[:6]]
+    images, _ = MaskCollate(MaskFaces(strategy="zero", faces=cache, seed=0))(gray)
+    assert images.shape == (6, 1, 48, 48) and (images[:, 0].numpy() != x[:6]).any(axis=(1, 2)).all()
+
+
+def test_float_and_16_bit_inputs_keep_their_range(crop):
+    faces = mg.detect(crop, fallback="aligned")
+    ref = mg.mask(crop, faces=faces, seed=1)
+    occ = ref.occlusion > 0
+    for arr, top in ((crop.astype(np.float32), 255.0), (crop / 255.0, 1.0), (crop.astype(np.uint16) * 257, 65535)):
+        res = mg.mask(arr, faces=faces, seed=1)
+        assert res.image.dtype == arr.dtype and np.array_equal(res.image[~occ], arr[~occ])
+        scaled = res.image[occ].astype(np.float64) * (255.0 / top)
+        assert np.abs(scaled - ref.image[occ]).max() <= 1.0  # the same mask, in the input's own range
+    with pytest.raises(BadParameter, match="0-1 or 0-255"):
+        mg.mask(crop.astype(np.float32) * 2, faces=faces)
+    with pytest.raises(BadParameter, match="empty"):
+        mg.mask(np.zeros((0, 0, 3), np.uint8), faces=faces)
+    tf = MaskFaces(seed=0, faces=mg.precompute_faces([crop]))
+    out = tf(torch.from_numpy(crop).float()[None])  # a float CHW tensor 0-255
+    assert out.dtype == torch.float32 and out.max() > 1 and not torch.equal(out[0], torch.from_numpy(crop).float())
+    pil16 = Image.fromarray(crop.astype(np.uint16) * 257)
+    assert pil16.mode == "I;16"
+    out16 = MaskFaces(seed=0, fallback="aligned")(pil16)
+    assert out16.mode == "I;16" and np.asarray(out16).max() > 255
+    with pytest.raises(BadParameter, match="HWC use tensor.permute"):
+        tf(torch.zeros(48, 48, 3))

@@ -35,10 +35,19 @@ def check_params(strategy: str, params: dict[str, Any], seed: int = 0) -> dict[s
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
-    """The image as an array, or a one-line error if it is not (H,W) or (H,W,C) with C in 1-4."""
+    """The image as an array, or a one-line error if it is not (H,W) or (H,W,C) with C in 1-4, is empty,
+    or is a float image outside 0-1 and 0-255 (a float image whose maximum is over 1 is taken as 0-255)."""
     image = np.asarray(image)
     if image.ndim not in (2, 3) or image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4):
         raise BadParameter(f"expected an (H,W) or (H,W,C) image with C in 1-4, got shape {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise BadParameter(f"the image is empty (shape {image.shape})")
+    if image.dtype.kind == "f":  # white is 1.0 or 255.0: decided from the data, anything else refused
+        lo, hi = float(np.min(image)), float(np.max(image))
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0 or hi > 255:
+            raise BadParameter(f"a float image must hold values in 0-1 or 0-255, got {lo:g} to {hi:g}")
+    elif image.dtype.kind not in "uib":
+        raise BadParameter(f"expected an integer or float image, got dtype {image.dtype}")
     return image
 
 

@@ -40,6 +40,14 @@ def max_value(dtype: np.dtype) -> float:
     return 1.0
 
 
+def value_top(image: np.ndarray) -> float:
+    """The value of white: the dtype's maximum for integers; for floats 1.0 or 255.0, from the data
+    (`check_image` has made sure a float image lies in 0-1 or 0-255)."""
+    if image.dtype.kind in "ui":
+        return _MAX_VALUE.get(image.dtype) or _MAX_VALUE.setdefault(image.dtype, max_value(image.dtype))
+    return 255.0 if image.size and float(image.max()) > 1.0 else 1.0
+
+
 def parse_colour(value: object) -> tuple[int, int, int]:
     """An RGB triple from a name, '#rrggbb', a gray level or an (r, g, b) sequence."""
     if isinstance(value, str):
@@ -102,7 +110,7 @@ def composite(
     box_occ = occ[y0:y1, x0:x1]
     gray = channels_of(image) in (1, 2)
     a = alpha[y0:y1, x0:x1]
-    top = _MAX_VALUE.get(image.dtype) or _MAX_VALUE.setdefault(image.dtype, max_value(image.dtype))
+    top = value_top(image)
     fill = np.asarray(fill, dtype=np.float32)
     if fill.ndim == 3 and fill.shape[:2] != (1, 1):
         fill = fill[y0:y1, x0:x1]
@@ -138,7 +146,7 @@ def blend_premultiplied(out: np.ndarray, occlusion: np.ndarray, patch: np.ndarra
     if not occ.any():
         return
     view = out[oy : oy + ph, ox : ox + pw]
-    top = _MAX_VALUE.get(out.dtype) or _MAX_VALUE.setdefault(out.dtype, max_value(out.dtype))
+    top = value_top(out)
     if out.ndim == 2 or out.shape[2] in (1, 2):
         src = view if out.ndim == 2 else view[..., 0]
         rgb = patch[..., 0] if patch.shape[2] == 2 else patch[..., :3] @ LUMA
@@ -215,7 +223,7 @@ def fill_image(
         g = rng.integers(0, 256, size=(h, w, 1 if channels_of(image) in (1, 2) else 3)).astype(np.float32)
         return np.broadcast_to(g, (h, w, 3)) if g.shape[2] == 1 else g
     if isinstance(fill, str) and fill == "mean":
-        scale = 255.0 / max_value(image.dtype)
+        scale = 255.0 / value_top(image)
         px = image.reshape(h * w, -1)[:, : 1 if channels_of(image) in (1, 2) else 3].astype(np.float64)
         m = px.mean(0) * scale
         return np.full((1, 1, 3), m if m.size == 3 else m[0], dtype=np.float32)
