@@ -7,6 +7,8 @@
     res.image, res.occlusion, res.params            # same size/mode as img; 0/255 map; replayable params
     mg.write_image("out.jpg", res.image)            # atomic
 
+`mg.load_hf(DST)` gives a `maskgen convert` output as a Hugging Face DatasetDict (ClassLabel, splits).
+
 For training loops: maskgen.transforms.MaskFaces (DataLoaders), HFMask (Hugging Face datasets) and
 mg.precompute_faces (detect once, mask every epoch).
 
@@ -17,6 +19,7 @@ from .detectors import DETECTORS, detect
 from .errors import MaskgenError
 from .facecache import FaceCache, precompute_faces
 from .io import read_image, write_image
+from .pipeline.hf import load_hf
 from .strategies import STRATEGIES, mask
 from .templates import MASK_TYPES
 from .types import Faces, MaskResult
@@ -31,6 +34,7 @@ __all__ = [
     "MaskResult",
     "MaskgenError",
     "detect",
+    "load_hf",
     "mask",
     "precompute_faces",
     "read_image",

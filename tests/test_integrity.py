@@ -212,3 +212,38 @@ def test_dedup_threshold_is_an_option(tmp_path, face):
     assert convert(tmp_path / "src", tmp_path / "d1", ConvertConfig(dedup=True)).outputs == 2
     assert convert(tmp_path / "src", tmp_path / "d2", ConvertConfig(dedup=True, dedup_threshold=8)).outputs == 1
     shutil.rmtree(tmp_path / "d1")
+
+
+def test_split_layouts_load_every_column_with_hugging_face(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    shared_set("fer2013-dev")
+    lines = (SHARED / "fer2013-dev.csv").read_text().splitlines()
+    rows = [lines[0]] + [
+        ln.rsplit(",", 1)[0] + (",PublicTest" if i % 4 == 0 else ",Training") for i, ln in enumerate(lines[1:41])
+    ]
+    (tmp_path / "fer.csv").write_text("\n".join(rows) + "\n")
+    convert(tmp_path / "fer.csv", tmp_path / "dst", ConvertConfig(strategy="zero", fallback="aligned"))
+    ds = datasets.load_dataset("imagefolder", data_dir=str(tmp_path / "dst"))
+    assert set(ds) == {"train", "validation"}
+    for split in ds.values():
+        for column in ("label", "subject", "split", "strategy", "landmark_source", "params"):
+            assert split.features[column] == datasets.Value("string"), column  # empty subject: text, not float
+        assert split.features["seed"].dtype == "int64"
+    assert len(ds["train"]) + len(ds["validation"]) == len(rows_of(tmp_path / "dst"))
+    assert set(ds["validation"]["split"]) == {"val"}
+
+
+def test_load_hf_gives_class_labels_and_the_split_column_s_splits(tmp_path):
+    pytest.importorskip("datasets")
+    from click.testing import CliRunner
+
+    from maskgen.cli import main
+
+    convert(EXAMPLES, tmp_path / "dst", ConvertConfig(fallback="aligned"))
+    res = CliRunner().invoke(main, ["split", str(tmp_path / "dst"), "--by", "source", "--ratios", "0.5,0.5"])
+    assert res.exit_code == 0, res.output
+    dd = mg.load_hf(tmp_path / "dst")
+    assert set(dd) == {"train", "val"} and sum(len(d) for d in dd.values()) == 6
+    train = dd["train"]
+    assert train.features["label"].names == ["happy", "neutral"]
+    assert train.features["subject"].dtype == "string" and train[0]["image"].size[0] > 0

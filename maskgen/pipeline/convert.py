@@ -96,6 +96,8 @@ def clear_outputs(dst: Path) -> None:
     for row in mf._read_jsonl(dst / mf.MANIFEST):
         for rel in (row["file_name"], *sidecars(row["file_name"], True, True)):
             (dst / rel).unlink(missing_ok=True)
+    for split in mf.HF_SPLIT_FOLDERS:
+        (dst / split / mf.SPLIT_METADATA).unlink(missing_ok=True)
     for name in (mf.MANIFEST, mf.SKIPS, mf.METADATA, mf.CONFLICTS):
         (dst / name).unlink(missing_ok=True)
     shutil.rmtree(dst / mf.STATE_DIR, ignore_errors=True)

@@ -248,12 +248,15 @@ def finalize(dst: Path, journal: Journal | None = None) -> Totals:
     meta_tmp = dst / (METADATA + ".part")
     for path in (dst / MANIFEST, dst / SKIPS):
         path.touch()
-    with open(meta_tmp, "w", newline="", encoding="utf-8") as meta:
+    per_split = SplitMetadata(dst)
+    with open(meta_tmp, "w", newline="", encoding="utf-8") as meta, per_split:
         writer = csv.DictWriter(meta, fieldnames=METADATA_COLUMNS, lineterminator="\n")
         writer.writeheader()
 
         def on_row(row: dict) -> None:
-            writer.writerow(metadata_row(row))
+            out = metadata_row(row)
+            writer.writerow(out)
+            per_split.add(out)
             totals.outputs += 1
             sources.add(row["source"])
 
@@ -274,8 +277,57 @@ def finalize(dst: Path, journal: Journal | None = None) -> Totals:
             part.unlink()
         return finalize(dst)
     os.replace(meta_tmp, dst / METADATA)
+    per_split.commit()
     totals.inputs = len(sources)
     return totals
+
+
+# folder names Hugging Face's imagefolder reads as splits
+HF_SPLIT_FOLDERS = frozenset({"train", "training", "val", "valid", "validation", "dev", "test", "testing", "eval"})
+SPLIT_METADATA = "metadata.jsonl"
+
+
+class SplitMetadata:
+    """`<split>/metadata.jsonl` beside `metadata.csv` when every output lies in a split folder
+    (`train/<label>/...`): Hugging Face's imagefolder reads metadata per split folder, so every column
+    then loads with each split (and JSON keeps empty text columns as text)."""
+
+    def __init__(self, dst: Path) -> None:
+        self.dst, self.files, self.usable = dst, {}, True
+
+    def __enter__(self) -> SplitMetadata:
+        return self
+
+    def add(self, row: dict[str, Any]) -> None:
+        top, sep, rest = row["file_name"].partition("/")
+        if not self.usable or not sep or top not in HF_SPLIT_FOLDERS:
+            self.usable = False
+            return
+        if top not in self.files:
+            (self.dst / top).mkdir(parents=True, exist_ok=True)
+            self.files[top] = open(self.dst / top / (SPLIT_METADATA + ".part"), "w", encoding="utf-8")  # noqa: SIM115
+        typed = {**row, "file_name": rest, "seed": int(row["seed"]), "variant": int(row["variant"])}
+        self.files[top].write(json.dumps(typed, sort_keys=False) + "\n")
+
+    def __exit__(self, *exc: object) -> None:
+        for f in self.files.values():
+            f.close()
+        if exc[0] is not None:
+            self._drop()
+
+    def _drop(self) -> None:
+        for top in self.files:
+            (self.dst / top / (SPLIT_METADATA + ".part")).unlink(missing_ok=True)
+
+    def commit(self) -> None:
+        """Move the files in (or remove them, and any an earlier run left, when the layout has no splits)."""
+        for top in HF_SPLIT_FOLDERS - set(self.files) if self.usable else HF_SPLIT_FOLDERS:
+            (self.dst / top / SPLIT_METADATA).unlink(missing_ok=True)
+        if not self.usable:
+            self._drop()
+            return
+        for top in self.files:
+            os.replace(self.dst / top / (SPLIT_METADATA + ".part"), self.dst / top / SPLIT_METADATA)
 
 
 def write_rows(path: Path, rows: Iterable[dict[str, Any]]) -> None:

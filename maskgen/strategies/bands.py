@@ -53,7 +53,7 @@ class Bands:
         noise_seed: int | None = None,
         **kw: Any,
     ) -> dict[str, Any]:
-        check_keys(self.name, kw, set())
+        check_keys(self.name, kw, self.resolve)
         if fractions is not None:
             fr = [float(x) for x in np.ravel(fractions)]
             if len(fr) % 2 or any(not 0 <= x <= 1 for x in fr):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -27,8 +29,9 @@ class Strategy(Protocol):
 STRATEGIES: Registry[Strategy] = Registry("strategy")
 
 
-def check_keys(name: str, given: dict[str, Any], allowed: set[str]) -> None:
-    extra = set(given) - allowed
-    if extra:
-        valid = ", ".join(sorted(allowed)) or "none"
-        raise BadParameter(f"strategy {name!r} has no parameter {sorted(extra)[0]!r}; valid: {valid}")
+def check_keys(name: str, given: dict[str, Any], resolve: Callable[..., Any]) -> None:
+    """A one-line error for parameters `resolve` does not take, listing the ones it does."""
+    if given:
+        params = inspect.signature(resolve).parameters.values()
+        valid = ", ".join(p.name for p in params if p.name != "rng" and p.kind is p.POSITIONAL_OR_KEYWORD)
+        raise BadParameter(f"strategy {name!r} has no parameter {sorted(given)[0]!r}; valid: {valid}")

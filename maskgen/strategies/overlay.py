@@ -164,7 +164,7 @@ class Overlay:
         scale: float | None = None,
         **kw: Any,
     ) -> dict[str, Any]:
-        check_keys(self.name, kw, set())
+        check_keys(self.name, kw, self.resolve)
         if type == "random":
             type = _choose(rng, {**DEFAULT_WEIGHTS, **(weights or {})})
         MASK_TYPES.get(type)

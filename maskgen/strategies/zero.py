@@ -62,7 +62,7 @@ class Zero:
         noise_seed: int | None = None,
         **kw: Any,
     ) -> dict[str, Any]:
-        check_keys(self.name, kw, set())
+        check_keys(self.name, kw, self.resolve)
         if not 0.0 <= float(ratio) <= 1.5:
             raise BadParameter(f"ratio must be between 0 and 1.5 (0.8 splits eye-to-nose 8:2), got {ratio}")
         if extent not in ("image", "face"):
