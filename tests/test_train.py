@@ -165,6 +165,23 @@ def test_cli_train_evaluate_experiment(tmp_path):
     res = runner.invoke(main, ["evaluate", str(tmp_path / "run"), str(SHARED / "ckplus48-dev")])
     assert res.exit_code == 0 and "accuracy" in res.output
     assert (tmp_path / "run" / "eval-ckplus48-dev" / "report.html").exists()
+    if (SHARED / "jaffe-dev").is_dir():  # CK+ says anger/sadness, JAFFE angry/sad and has neutral
+        res = runner.invoke(main, ["evaluate", str(tmp_path / "run"), str(SHARED / "jaffe-dev")])
+        assert res.exit_code == 1 and "--label-map auto (angry=anger" in res.output and "Traceback" not in res.output
+        res = runner.invoke(main, ["evaluate", str(tmp_path / "run"), str(SHARED / "jaffe-dev"), "--label-map", "auto"])
+        assert res.exit_code == 1 and "neutral" in res.output  # CK+48 has no neutral: say so, do not guess
+        res = runner.invoke(
+            main,
+            [
+                "evaluate",
+                str(tmp_path / "run"),
+                str(SHARED / "jaffe-dev"),
+                "--label-map",
+                "angry=anger,sad=sadness,neutral=",
+            ],
+        )
+        assert res.exit_code == 0, res.output
+        assert "(n = 39)" in res.output  # 45 JAFFE images less the 6 neutral ones
     convert(SHARED / "ckplus48-dev", tmp_path / "masked", ConvertConfig(strategy="zero"))
     res = runner.invoke(
         main,

@@ -124,9 +124,15 @@ def train_cmd(data, out, split, quiet, **kw) -> None:
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None, help="Default: RUN/eval-<data name>.")
 @click.option("--split", default=None, help="Only the items of this split (e.g. test).")
-def evaluate_cmd(run, data, out, split) -> None:
+@click.option(
+    "--label-map",
+    default=None,
+    help="Rename DATA's labels to the model's: 'auto' (known synonyms: anger=angry, sadness=sad, ...) or "
+    "pairs like anger=angry,contempt= (mapped to nothing: left out).",
+)
+def evaluate_cmd(run, data, out, split, label_map) -> None:
     """Evaluate a trained RUN on DATA: metrics, confusion matrix, saliency maps, report."""
-    m = require_train().evaluate(run, data, out, split)
+    m = require_train().evaluate(run, data, out, split, label_map)
     echo_metrics(m)
     click.echo(f"report: {(out or run / f'eval-{data.name}') / 'report.html'}")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -162,16 +162,80 @@ def train_on(
     return run, write_evaluation(run, x[test], y[test], out, f"{args.model}: {Path(data_name).name}", note, hist)
 
 
+# the usual spellings of the basic emotions across FER datasets (CK+ "anger", JAFFE/FER2013 "angry", ...)
+SYNONYMS = [
+    {"angry", "anger", "an"},
+    {"disgust", "disgusted", "di"},
+    {"fear", "fearful", "afraid", "fe"},
+    {"happy", "happiness", "joy", "ha"},
+    {"sad", "sadness", "sa"},
+    {"surprise", "surprised", "su"},
+    {"neutral", "neutrality", "ne"},
+    {"contempt"},
+]
+
+
+def resolve_label_map(spec: str | dict[str, str] | None, data_labels: set[str], model_labels: list[str]) -> dict:
+    """{data label: model label, or "" to leave those items out}.
+
+    `spec`: "auto" (known synonyms: anger -> angry, sadness -> sad, ...), "a=b,c=d" pairs (`contempt=` drops
+    contempt), or a dict. Labels it does not name are kept as they are."""
+    if spec is None:
+        return {}
+    if isinstance(spec, dict):
+        mapping = dict(spec)
+    elif spec.strip().lower() == "auto":
+        mapping = {}
+        for lab in data_labels - set(model_labels):
+            group = next((g for g in SYNONYMS if lab.lower() in g), set())
+            match = [m for m in model_labels if m.lower() in group]
+            if match:
+                mapping[lab] = match[0]
+    else:
+        mapping = {}
+        for pair in spec.split(","):
+            a, sep, b = pair.partition("=")
+            if not sep or not a.strip():
+                raise BadParameter(
+                    f"--label-map takes auto or data=model pairs like anger=angry,contempt=; got {pair!r}"
+                )
+            mapping[a.strip()] = b.strip()
+    bad = sorted(v for v in mapping.values() if v and v not in model_labels)
+    if bad:
+        raise BadParameter(f"--label-map names {bad}, not among the model's labels ({', '.join(model_labels)})")
+    return mapping
+
+
 def evaluate(
-    run_dir: str | Path, data: str | Path, out: str | Path | None = None, split: str | None = None
+    run_dir: str | Path,
+    data: str | Path,
+    out: str | Path | None = None,
+    split: str | None = None,
+    label_map: str | dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a run on DATA (all of it, or only its given `split`)."""
+    """Evaluate a run on DATA (all of it, or only its given `split`); `label_map` renames DATA's labels
+    to the model's (see `resolve_label_map`)."""
     run = Run.load(run_dir)
     items = load_items(Path(data))
     if split:
         items = [it for it in items if it.split == split]
         if not items:
             raise BadParameter(f"{data} has no items in split {split!r}")
+    mapping = resolve_label_map(label_map, {it.label for it in items}, run.labels)
+    if mapping:
+        items = [replace(it, label=mapping.get(it.label, it.label)) for it in items]
+        items = [it for it in items if it.label]
+        if not items:
+            raise BadParameter(f"--label-map leaves no items of {data} to evaluate")
+    unknown = sorted({it.label for it in items} - set(run.labels))
+    if unknown:
+        hint = resolve_label_map("auto", set(unknown), run.labels)
+        raise BadParameter(
+            f"labels {unknown} of {data} are not among the model's ({', '.join(run.labels)}); map them with "
+            + (f"--label-map auto ({', '.join(f'{a}={b}' for a, b in sorted(hint.items()))})" if hint else "")
+            + (" or " if hint else "")
+            + "--label-map data=model pairs (a label mapped to nothing, e.g. contempt=, is left out)"
+        )
     x, y = load_images(items, SIZE), _encode(items, run.labels)
     out = Path(out) if out else Path(run_dir) / f"eval-{Path(data).name}"
     note = (
