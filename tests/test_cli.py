@@ -1,5 +1,8 @@
 import json
+import subprocess
+import sys
 
+import pytest
 from click.testing import CliRunner
 
 import maskgen as mg
@@ -116,3 +119,21 @@ def test_train_commands_name_the_extra_when_torch_is_missing(monkeypatch):
     res = CliRunner().invoke(main, ["train", str(EXAMPLES), "-o", "/tmp/never"])
     assert res.exit_code == 1 and "pip install torch==2.13.0 'maskgen[train]'" in res.output
     assert "Traceback" not in res.output
+
+
+def test_list_is_quick_and_does_not_import_torch():
+    code = (
+        "import sys; from click.testing import CliRunner; from maskgen.cli import main; "
+        "r = CliRunner().invoke(main, ['list']); assert r.exit_code == 0, r.output; "
+        "assert 'deep-emotion-c50' in r.output and 'random-forest' in r.output; "
+        "assert 'torch' not in sys.modules, 'list imported torch'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_model_catalogue_matches_the_registry():
+    pytest.importorskip("torch")
+    from maskgen.train import MODELS
+    from maskgen.train.catalog import MODEL_DOCS
+
+    assert MODELS.describe() == MODEL_DOCS

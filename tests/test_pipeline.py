@@ -297,7 +297,8 @@ def test_cli_convert_split_stats(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_exits_cleanly_with_a_hint(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_exit_cleanly_with_a_hint(tmp_path, sig):
     shared_set("fer2013-dev")
     cmd = [
         *CONVERT,
@@ -308,10 +309,11 @@ def test_ctrl_c_exits_cleanly_with_a_hint(tmp_path):
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_rows(proc, tmp_path / "dst" / "manifest.jsonl", 64)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == 128 + sig
     assert "run the same command again to resume" in err and "Traceback" not in err
+    assert "leaked" not in err  # the worker pool was shut down, not abandoned
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert "350 inputs" in done.stdout and "already done" in done.stdout
     assert len(rows_of(tmp_path / "dst")) + len(skips_of(tmp_path / "dst")) == 350

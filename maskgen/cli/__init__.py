@@ -43,24 +43,26 @@ def main(debug: bool) -> None:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
-def registries() -> dict[str, object]:
-    regs: dict[str, object] = {"detectors": DETECTORS, "strategies": STRATEGIES, "mask types": MASK_TYPES}
-    try:
-        from ..train import MODELS
+def registries() -> dict[str, dict[str, str]]:
+    """What `maskgen list` shows: name -> one line, per registry (the trainer's models without importing torch)."""
+    from importlib.util import find_spec
 
-        regs["models (maskgen[train])"] = MODELS
-    except ImportError:
-        pass
-    return regs
+    from ..train.catalog import MODEL_DOCS
+
+    regs = {"detectors": DETECTORS, "strategies": STRATEGIES, "mask types": MASK_TYPES}
+    out = {title: reg.describe() for title, reg in regs.items()}
+    installed = find_spec("torch") is not None
+    out["models" + ("" if installed else " (not installed: pip install 'maskgen[train]')")] = MODEL_DOCS
+    return out
 
 
 @main.command("list")
 def list_cmd() -> None:
-    """List the registered detectors, strategies and mask types."""
-    for title, reg in registries().items():
+    """List the detectors, strategies, mask types and trainer models."""
+    for title, docs in registries().items():
         click.echo(f"{title}:")
-        for name, doc in reg.describe().items():
-            click.echo(f"  {name:<14} {doc}")
+        for name, doc in docs.items():
+            click.echo(f"  {name:<18} {doc}")
 
 
 detector_option = click.option(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -343,6 +344,13 @@ def convert_cmd(
     )
     DETECTORS.get(detector)
     bar = tqdm(unit="img", disable=True if quiet else None, dynamic_ncols=True, desc="convert")
+    stopped = {"by": signal.SIGINT}
+
+    def on_term(signum, frame):  # SIGTERM (kill, a cluster's scheduler) ends the run as Ctrl-C does
+        stopped["by"] = signum
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
     try:
         summary = convert(
             src,
@@ -358,7 +366,9 @@ def convert_cmd(
     except KeyboardInterrupt:
         bar.close()
         click.echo(f"\nInterrupted. Finished work is saved in {dst}; run the same command again to resume.", err=True)
-        sys.exit(130)
+        sys.exit(128 + stopped["by"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     bar.close()
     click.echo(
         f"{summary.inputs} inputs -> {summary.outputs} outputs in {dst}"

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import Registry
+from .catalog import MODEL_DOCS
 
 MODELS: Registry[Any] = Registry("model")
 
@@ -177,32 +178,32 @@ TORCH_DEFAULTS = {
 }
 
 
-@MODELS.register("deep-emotion", "Deep-Emotion: spatial-transformer attention + 4 conv layers (lr 0.004, batch 64)")
+@MODELS.register("deep-emotion", MODEL_DOCS["deep-emotion"])
 def deep_emotion(classes: int) -> nn.Module:
     return DeepEmotion(classes)
 
 
-@MODELS.register("deep-emotion-nostn", "Deep-Emotion without the spatial transformer")
+@MODELS.register("deep-emotion-nostn", MODEL_DOCS["deep-emotion-nostn"])
 def deep_emotion_nostn(classes: int) -> nn.Module:
     return DeepEmotion(classes, stn=False)
 
 
-@MODELS.register("deep-emotion-c50", "Deep-Emotion with 50 channels per conv layer instead of 10")
+@MODELS.register("deep-emotion-c50", MODEL_DOCS["deep-emotion-c50"])
 def deep_emotion_c50(classes: int) -> nn.Module:
     return DeepEmotion(classes, channels=50)
 
 
-@MODELS.register("compact-cnn", "compact VGG-style CNN, 0.66M parameters: the fastest on a CPU (default)")
+@MODELS.register("compact-cnn", MODEL_DOCS["compact-cnn"])
 def compact_cnn(classes: int) -> nn.Module:
     return CompactCNN(classes)
 
 
-@MODELS.register("mini-xception", "mini-Xception: depthwise-separable residual CNN, 0.4M parameters")
+@MODELS.register("mini-xception", MODEL_DOCS["mini-xception"])
 def mini_xception(classes: int) -> nn.Module:
     return MiniXception(classes)
 
 
-@MODELS.register("resnet18", "ResNet-18 for 48x48 grayscale at half width (2.8M parameters)")
+@MODELS.register("resnet18", MODEL_DOCS["resnet18"])
 def resnet18(classes: int) -> nn.Module:
     return ResNet18(classes)
 
@@ -231,11 +232,6 @@ def _sklearn(name: str):
     return RandomForestClassifier(n_estimators=300, n_jobs=-1)
 
 
-for _n, _d in (
-    ("logreg", "logistic regression on HOG features (scikit-learn)"),
-    ("svm", "RBF support vector machine on HOG features (scikit-learn)"),
-    ("random-forest", "random forest on HOG features (scikit-learn)"),
-):
-    MODELS.register(_n, _d)(lambda classes, _n=_n: _sklearn(_n))
-
 CLASSICAL = ("logreg", "svm", "random-forest")
+for _n in CLASSICAL:
+    MODELS.register(_n, MODEL_DOCS[_n])(lambda classes, _n=_n: _sklearn(_n))
