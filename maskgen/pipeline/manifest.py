@@ -149,15 +149,19 @@ class Journal:
             if not path.exists():
                 continue
             tmp = path.with_name(path.name + ".purge.part")
-            with open(path, "rb") as src, open(tmp, "wb") as out:
-                for line in src:
-                    row = json.loads(line)
-                    if row["source"] in sources:
-                        if "file_name" in row:
-                            names.append(row["file_name"])
-                    else:
-                        out.write(line)
-            os.replace(tmp, path)
+            try:
+                with open(path, "rb") as src, open(tmp, "wb") as out:
+                    for line in src:
+                        row = json.loads(line)
+                        if row["source"] in sources:
+                            if "file_name" in row:
+                                names.append(row["file_name"])
+                        else:
+                            out.write(line)
+                os.replace(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
         return names
 
     def __enter__(self) -> Journal:
@@ -242,7 +246,17 @@ def _sorted_rewrite(
 def finalize(dst: Path, journal: Journal | None = None) -> Totals:
     """Sort manifest and skips, drop rows repeated by a resumed run, and write metadata.csv (streaming).
 
-    `journal`: the run's journal, whose index saves reading the files twice."""
+    `journal`: the run's journal, whose index saves reading the files twice. Every file is written under
+    a temp name and moved in; a failure (a full disk) removes the temp files and leaves the old ones."""
+    try:
+        return _finalize(dst, journal)
+    except BaseException:
+        for part in (*dst.glob("*.sorted.part"), dst / (METADATA + ".part")):
+            part.unlink(missing_ok=True)
+        raise
+
+
+def _finalize(dst: Path, journal: Journal | None = None) -> Totals:
     totals = Totals()
     sources: set[str] = set()
     meta_tmp = dst / (METADATA + ".part")
@@ -275,7 +289,7 @@ def finalize(dst: Path, journal: Journal | None = None) -> Totals:
     if stale:  # never expected; the files are whole, so read them afresh
         for part in dst.glob("*.sorted.part"):
             part.unlink()
-        return finalize(dst)
+        return _finalize(dst)
     os.replace(meta_tmp, dst / METADATA)
     per_split.commit()
     totals.inputs = len(sources)
