@@ -247,3 +247,35 @@ def test_load_hf_gives_class_labels_and_the_split_column_s_splits(tmp_path):
     train = dd["train"]
     assert train.features["label"].names == ["happy", "neutral"]
     assert train.features["subject"].dtype == "string" and train[0]["image"].size[0] > 0
+
+
+def test_bad_fer2013_rows_are_skips_with_reasons(tmp_path):
+    shared_set("fer2013-dev")
+    lines = (SHARED / "fer2013-dev.csv").read_text().splitlines()
+    good = lines[1:4]
+    emotion, pixels, usage = good[0].split(",")
+    bad = [
+        f"{emotion},{pixels.replace(pixels.split()[5], 'abc', 1)},{usage}",
+        f"9,{pixels},{usage}",
+        f",{pixels},{usage}",
+    ]
+    (tmp_path / "fer.csv").write_text("\n".join([lines[0], *good, *bad]) + "\n")
+    s = convert(tmp_path / "fer.csv", tmp_path / "dst", ConvertConfig(strategy="zero", fallback="aligned"))
+    skips = sorted((sk["reason"], sk["message"]) for sk in skips_of(tmp_path / "dst"))
+    assert s.inputs == 6 and s.outputs == 3 and [r for r, _ in skips] == ["bad_label", "bad_label", "unreadable"]
+    assert "'abc' is not a whole number" in skips[2][1]
+    assert "emotion '9'" in skips[1][1] and "emotion ''" in skips[0][1]
+    assert not (tmp_path / "dst" / "train" / "unlabelled").exists()
+
+
+def test_nested_folders_keep_their_label_folder_s_label(tmp_path, face):
+    for rel in ("happy/a/b/x.png", "sad/y.png", "train/happy/deep/z.png"):
+        (tmp_path / "src" / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(face).save(tmp_path / "src" / rel)
+    convert(tmp_path / "src", tmp_path / "dst", ConvertConfig(seed=1))
+    got = {r["source"]: (r["label"], r["split"]) for r in rows_of(tmp_path / "dst")}
+    assert got == {
+        "happy/a/b/x.png": ("happy", ""),
+        "sad/y.png": ("sad", ""),
+        "train/happy/deep/z.png": ("happy", "train"),
+    }
