@@ -264,7 +264,7 @@ def test_bad_fer2013_rows_are_skips_with_reasons(tmp_path):
     skips = sorted((sk["reason"], sk["message"]) for sk in skips_of(tmp_path / "dst"))
     assert s.inputs == 6 and s.outputs == 3 and [r for r, _ in skips] == ["bad_label", "bad_label", "unreadable"]
     assert "'abc' is not a whole number" in skips[2][1]
-    assert "emotion '9'" in skips[1][1] and "emotion ''" in skips[0][1]
+    assert "emotion '9'" in skips[0][1] and "emotion ''" in skips[1][1]
     assert not (tmp_path / "dst" / "train" / "unlabelled").exists()
 
 
