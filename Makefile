@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) bench/dataloader.py
 	$(PY) bench/train.py
 	$(PY) bench/predict.py
+	$(PY) bench/large_photos.py
 
 clean:
 	rm -rf $(VENV) out build dist

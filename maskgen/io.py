@@ -300,7 +300,7 @@ def _fast_read(data: bytes) -> tuple[np.ndarray, ImageInfo] | None:
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None or arr.dtype != np.uint8 or arr.shape != ((h, w) if info.mode == "L" else (h, w, 3)):
         return None
-    return (arr if arr.ndim == 2 else cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)), info
+    return (arr if arr.ndim == 2 else cv2.cvtColor(arr, cv2.COLOR_BGR2RGB, dst=arr)), info  # in place: one copy
 
 
 def _decode(img: Image.Image, path: str | os.PathLike) -> np.ndarray:

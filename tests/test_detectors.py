@@ -205,3 +205,19 @@ def test_small_crop_cascade_honours_its_minimum_face(astronaut_sizes):
     assert len(scores) >= 1 and scores.max() > 0.9  # the padded, upscaled 48 px crop: one clear face
     _, scores, _ = det._cascade_padded(crop, 0.5, 400)  # larger than the whole upscaled copy
     assert len(scores) == 0
+
+
+def test_large_photos_are_searched_on_a_reduced_copy(monkeypatch, astronaut):
+    import maskgen.detectors as det
+
+    full = mg.detect(astronaut)
+    seen = []
+    real = det.get_detector("mtcnn")
+    monkeypatch.setattr(det, "DETECT_MAX_SIDE", 256)
+    monkeypatch.setattr(det, "get_detector", lambda name: lambda im: seen.append(im.shape) or real(im))
+    small = mg.detect(astronaut)
+    assert seen == [(256, 256, 3)]  # the detector saw the reduced copy
+    assert len(small) == len(full) == 1
+    iod = np.linalg.norm(full.landmarks[0, 36] - full.landmarks[0, 45])
+    assert np.abs(small.xyxy - full.xyxy).max() < 0.1 * iod  # boxes and points in the photo's own pixels
+    assert np.median(np.linalg.norm(small.landmarks[0] - full.landmarks[0], axis=1)) < 0.1 * iod

@@ -123,11 +123,18 @@ def composite(
         src = view if image.ndim == 2 else view[..., 0]
     else:
         src, a = view[..., :3], a[..., None]
-    blended = src + (f - src) * a
-    if image.dtype.kind in "ui":
-        np.rint(blended, out=blended)
-        np.clip(blended, 0, top, out=blended)
-    src[box_occ] = blended[box_occ].astype(image.dtype, copy=False)
+    # in bands of rows, so a large region (zeroing below the line of a 70-megapixel photo) needs a few MB of
+    # float temporaries instead of gigabytes; each pixel's arithmetic is the same
+    band = max(1, (1 << 21) // max(1, (x1 - x0) * (1 if gray else 3)))
+    for r in range(0, y1 - y0, band):
+        rows_ = slice(r, r + band)
+        s_, f_ = src[rows_], f[rows_] if f.ndim >= 2 and f.shape[0] > 1 else f
+        blended = s_ + (f_ - s_) * a[rows_]
+        if image.dtype.kind in "ui":
+            np.rint(blended, out=blended)
+            np.clip(blended, 0, top, out=blended)
+        keep = box_occ[rows_]
+        np.copyto(s_, blended.astype(image.dtype, copy=False), where=keep if s_.ndim == 2 else keep[..., None])
     occlusion[oy + y0 : oy + y1, ox + x0 : ox + x1][box_occ] = 255
     return out, occlusion
 
@@ -174,7 +181,9 @@ def half_planes(shape: tuple[int, int], points: np.ndarray, normals: np.ndarray)
     nx, ny = np.asarray(normals, np.float32).T
     xs = (np.arange(w, dtype=np.float32)[None, :] - px[:, None]) * nx[:, None]
     ys = (np.arange(h, dtype=np.float32)[None, :] - py[:, None]) * ny[:, None]
-    return np.clip(ys[:, :, None] + xs[:, None, :] + np.float32(0.5), 0, 1)
+    alpha = ys[:, :, None] + xs[:, None, :]  # one (B,H,W) array, then in place
+    alpha += np.float32(0.5)
+    return np.clip(alpha, 0, 1, out=alpha)
 
 
 def composite_batch(images: np.ndarray, alphas: np.ndarray, fills: np.ndarray) -> np.ndarray:
