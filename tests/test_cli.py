@@ -133,7 +133,7 @@ def test_list_is_quick_and_does_not_import_torch():
 
 def test_the_model_catalogue_matches_the_registry():
     pytest.importorskip("torch")
+    from maskgen.catalog import MODEL_DOCS
     from maskgen.train import MODELS
-    from maskgen.train.catalog import MODEL_DOCS
 
     assert MODELS.describe() == MODEL_DOCS

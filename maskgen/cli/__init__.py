@@ -47,7 +47,7 @@ def registries() -> dict[str, dict[str, str]]:
     """What `maskgen list` shows: name -> one line, per registry (the trainer's models without importing torch)."""
     from importlib.util import find_spec
 
-    from ..train.catalog import MODEL_DOCS
+    from ..catalog import MODEL_DOCS
 
     regs = {"detectors": DETECTORS, "strategies": STRATEGIES, "mask types": MASK_TYPES}
     out = {title: reg.describe() for title, reg in regs.items()}

@@ -68,7 +68,6 @@ def require_train():
     """The trainer package, or a one-line error naming the extra to install."""
     try:
         from .. import train
-        from ..train import run  # noqa: F401  (imports torch: a missing extra shows here)
     except ImportError as e:
         from ..errors import MissingExtra
 

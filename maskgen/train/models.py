@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..catalog import MODEL_DOCS
 from ..registry import Registry
-from .catalog import MODEL_DOCS
 
 MODELS: Registry[Any] = Registry("model")
 

@@ -1,4 +1,5 @@
-"""The trainer's models by name, with a line each: what `maskgen list` shows without importing torch."""
+"""The trainer's models by name, with a line each: what `maskgen list` shows without importing torch
+(`maskgen.train` registers its models with these lines)."""
 
 MODEL_DOCS = {
     "deep-emotion": "Deep-Emotion: spatial-transformer attention + 4 conv layers (lr 0.004, batch 64)",
