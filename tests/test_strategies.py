@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 
@@ -187,3 +188,36 @@ def test_placement_memo_serves_every_type_with_the_same_bytes(astronaut_sizes):
     assert all(np.array_equal(cold[t], warm[t]) for t in TYPES)
     jittered = mg.mask(img, faces=face, type="surgical", jitter=1.0, seed=5)
     assert len(overlay._PLACEMENTS) == 2 and jittered.params["scale"] != 1.0  # another placement, kept apart
+
+
+def test_finishing_takes_the_scene_s_light_and_keeps_the_occlusion_exact(astronaut):
+    face = mg.detect(astronaut).largest()
+    x0, _, x1, _ = face.xyxy[0]
+    ramp = np.linspace(1.5, 0.5, astronaut.shape[1], dtype=np.float32)  # lit from the left
+    lit = np.clip(astronaut * ramp[None, :, None], 0, 255).astype(np.uint8)
+    flat = mg.mask(lit, type="surgical", color="#b0b0b0", faces=face, seed=1)
+    shaded = mg.mask(lit, type="surgical", color="#b0b0b0", faces=face, seed=1, shade=1.0)
+    occ = shaded.occlusion > 0
+    cols = np.nonzero(occ.any(0))[0]
+    left, right = cols[: len(cols) // 4], cols[-len(cols) // 4 :]
+
+    def mean_over(img, c):
+        m = np.zeros_like(occ)
+        m[:, c] = occ[:, c]
+        return float(img[m].mean())
+
+    assert mean_over(shaded.image, left) > mean_over(shaded.image, right) + 20  # the mask is lit from the left
+    assert abs(mean_over(flat.image, left) - mean_over(flat.image, right)) < 10
+    soft = mg.mask(astronaut, type="kn95", faces=face, seed=1, soften=1.5, grain=1.0)
+    changed = (soft.image != astronaut).any(2)
+    assert changed.sum() > 0.9 * (soft.occlusion > 0).sum()  # the map marks the pixels that changed
+    assert not (changed & (soft.occlusion == 0)).any()  # and every one of them
+    crisp = mg.mask(astronaut, type="kn95", faces=face, seed=1)
+    assert (soft.occlusion > 0).sum() > (crisp.occlusion > 0).sum()  # the softened edge reaches further
+    replay = mg.mask(astronaut, faces=face, **soft.params)
+    assert np.array_equal(replay.image, soft.image)
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)
+    g = mg.mask(gray, type="cloth", color="red", faces=face, seed=2, shade=0.8, soften=0.6, grain=1.0)
+    assert g.image.ndim == 2 and g.image.dtype == np.uint8
+    with pytest.raises(BadParameter, match="shade must be between"):
+        mg.mask(astronaut, faces=face, shade=2)

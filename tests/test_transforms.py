@@ -188,6 +188,7 @@ def small_batch() -> tuple[np.ndarray, mg.FaceCache]:
         {"strategy": "zero", "fill": "noise"},
         {"types": "random", "p": 0.7},
         {"types": ["kn95", "gas"], "color": "random", "jitter": 1.0},
+        {"types": "random", "color": "random", "shade": 0.8, "soften": 0.6, "grain": 1.0},
     ],
 )
 def test_batch_equals_one_by_one(kwargs):

@@ -50,7 +50,7 @@ def apply_batch(strategy: str, images: np.ndarray, jobs: list[tuple[Faces, dict[
     shape = images.shape[1:]
     canvas = np.zeros((*images.shape[:3], 2 if images.ndim == 3 else 4), np.float32)
     for j, (faces, p) in enumerate(jobs):
-        for patch, (ox, oy) in strat.patches(shape, faces, **p):
+        for patch, (ox, oy) in strat.patches(shape, faces, image=images[j], **p):
             canvas[j, oy : oy + patch.shape[0], ox : ox + patch.shape[1]] = patch
     return F.blend_premultiplied_batch(images, canvas)
 

@@ -17,6 +17,7 @@ from ..templates import MASK_TYPES, Template, anchors_from_landmarks, load_templ
 from ..types import Faces
 from . import functional as F
 from .base import STRATEGIES, check_keys
+from .finish import finish_patch
 
 PATTERNS = ("none", "stripes", "dots", "checks", "noise")
 # Colours people's masks commonly have; used by color="random".
@@ -162,6 +163,9 @@ class Overlay:
         jitter: float = 0.0,
         offset: tuple[float, float] | None = None,
         scale: float | None = None,
+        shade: float = 0.0,
+        soften: float = 0.0,
+        grain: float = 0.0,
         **kw: Any,
     ) -> dict[str, Any]:
         check_keys(self.name, kw, self.resolve)
@@ -183,6 +187,9 @@ class Overlay:
             raise BadParameter(f"strength must be in [0, 1], got {strength}")
         if pattern_seed is None:
             pattern_seed = int(rng.bit_generator.random_raw()) >> 33  # 31 bits
+        for name, value, top in (("shade", shade, 1.0), ("soften", soften, 5.0), ("grain", grain, 3.0)):
+            if not 0 <= float(value) <= top:
+                raise BadParameter(f"{name} must be between 0 and {top:g}, got {value}")
         if offset is None or scale is None:
             j = float(jitter)
             offset = (float(rng.uniform(-j, j)) * 0.1, float(rng.uniform(-j, j)) * 0.1) if j else (0.0, 0.0)
@@ -197,13 +204,20 @@ class Overlay:
             "pattern_seed": int(pattern_seed),
             "offset": [float(offset[0]), float(offset[1])],
             "scale": float(scale),
+            "shade": float(shade),
+            "soften": float(soften),
+            "grain": float(grain),
         }
 
-    def patches(self, shape: tuple[int, ...], faces: Faces, **p: Any) -> Iterator[tuple[np.ndarray, tuple[int, int]]]:
+    def patches(
+        self, shape: tuple[int, ...], faces: Faces, image: np.ndarray | None = None, **p: Any
+    ) -> Iterator[tuple[np.ndarray, tuple[int, int]]]:
         """The warped template of each face as (premultiplied patch, (x, y) offset), in drawing order.
 
         Patches are (luminance, alpha) for gray shapes (H,W), (H,W,1), (H,W,2), RGBA otherwise; each lies
-        inside the frame. `apply` blends them one by one; `MaskFaces.batch` blends a whole batch at once.
+        inside the frame. With the (unmasked, uint8) `image`, each is finished in it: shaded by its light,
+        softened and grained (`shade`, `soften`, `grain`). `apply` blends them one by one;
+        `MaskFaces.batch` and `convert` blend a whole batch at once.
         """
         h, w = shape[:2]
         tpl = load_template(p["type"])
@@ -217,11 +231,18 @@ class Overlay:
                 patch, offset = F.warp_into_box(layer, *placed)
             else:
                 patch, offset = F.piecewise_affine_warp(layer, tpl.level_fit(k)[0], dst, tpl.triangles, (h, w))
-            if patch.size:
-                yield (patch[..., ::3] if gray else patch), offset  # gray: (luminance, alpha)
+            if not patch.size:
+                continue
+            patch = patch[..., ::3] if gray else patch  # gray: (luminance, alpha)
+            if image is not None and (p.get("shade") or p.get("soften") or p.get("grain")):
+                patch, offset = finish_patch(
+                    patch, offset, image, p["shade"], p["soften"], p["grain"], p["pattern_seed"]
+                )
+            yield patch, offset
 
     def apply(self, image: np.ndarray, faces: Faces, **p: Any) -> tuple[np.ndarray, np.ndarray]:
         out, occlusion = image.copy(), np.zeros(image.shape[:2], np.uint8)
-        for patch, offset in self.patches(image.shape, faces, **p):  # later faces lie on top of earlier ones
+        finish = image if image.dtype == np.uint8 else None  # light, edges and grain measured on 8-bit images
+        for patch, offset in self.patches(image.shape, faces, image=finish, **p):  # later faces on top
             F.blend_premultiplied(out, occlusion, patch, offset)
         return out, occlusion
