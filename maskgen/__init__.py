@@ -24,7 +24,7 @@ from .strategies import STRATEGIES, mask
 from .templates import MASK_TYPES
 from .types import Faces, MaskResult
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [
     "DETECTORS",
     "FaceCache",
