@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BadParameter
+from ..landmarks import face_axes
 from ..templates import MASK_TYPES, Template, anchors_from_landmarks, load_template
 from ..types import Faces
 from . import functional as F
@@ -107,6 +108,30 @@ def styled_level(
     return rgba
 
 
+# How far below the fitted lower eyelids (in inter-ocular distances) a mask may reach at most. MTCNN's
+# five points give fitted eyelids; dlib's independent 68 points put the lowest eye point further down by
+# 0.08 of the inter-ocular distance (median) and 0.21 (99th percentile; FER2013's 48 px crops alone: 0.28)
+# on FER2013, CK+48 and JAFFE faces (498 faces both found). At 0.28 (and a pixel) no mask covers an eye
+# point on >= 99% of faces by that judge (tests/test_strategies.py).
+EYE_MARGIN = 0.28
+
+
+def below_eyes(patch: np.ndarray, offset: tuple[int, int], lm: np.ndarray, margin: float) -> np.ndarray:
+    """The premultiplied patch cut (with a one-pixel soft edge) along the line `margin` inter-ocular
+    distances (and a pixel) below the lowest fitted eye point, parallel to the eye line: no mask
+    reaches the eyes."""
+    eyes, down, _ = face_axes(lm)
+    pts = np.asarray(lm, np.float64)
+    iod = float(np.linalg.norm(pts[36:42].mean(0) - pts[42:48].mean(0)))
+    lowest = float(((pts[36:48] - eyes) @ down).max())
+    # one pixel more: the cut's soft edge and a point's pixel reach half a pixel each
+    point = eyes + (lowest + margin * iod + 1.0) * down - np.asarray(offset, np.float64)
+    keep = F.half_plane(patch.shape[:2], point, down)
+    if keep.min() >= 1.0:
+        return patch
+    return patch * keep[..., None]
+
+
 _PLACEMENTS: dict[tuple, tuple] = {}
 _PLACEMENTS_MAX = 1 << 16  # about 15 MB; cleared when full
 
@@ -166,6 +191,7 @@ class Overlay:
         shade: float = 0.0,
         soften: float = 0.0,
         grain: float = 0.0,
+        eye_margin: float = EYE_MARGIN,
         **kw: Any,
     ) -> dict[str, Any]:
         check_keys(self.name, kw, self.resolve)
@@ -187,9 +213,14 @@ class Overlay:
             raise BadParameter(f"strength must be in [0, 1], got {strength}")
         if pattern_seed is None:
             pattern_seed = int(rng.bit_generator.random_raw()) >> 33  # 31 bits
-        for name, value, top in (("shade", shade, 1.0), ("soften", soften, 5.0), ("grain", grain, 3.0)):
-            if not 0 <= float(value) <= top:
-                raise BadParameter(f"{name} must be between 0 and {top:g}, got {value}")
+        for name, value, low, top in (
+            ("shade", shade, 0, 1.0),
+            ("soften", soften, 0, 5.0),
+            ("grain", grain, 0, 3.0),
+            ("eye_margin", eye_margin, -1.0, 1.0),
+        ):
+            if not low <= float(value) <= top:
+                raise BadParameter(f"{name} must be between {low:g} and {top:g}, got {value}")
         if offset is None or scale is None:
             j = float(jitter)
             offset = (float(rng.uniform(-j, j)) * 0.1, float(rng.uniform(-j, j)) * 0.1) if j else (0.0, 0.0)
@@ -207,6 +238,7 @@ class Overlay:
             "shade": float(shade),
             "soften": float(soften),
             "grain": float(grain),
+            "eye_margin": float(eye_margin),
         }
 
     def patches(
@@ -234,6 +266,8 @@ class Overlay:
             if not patch.size:
                 continue
             patch = patch[..., ::3] if gray else patch  # gray: (luminance, alpha)
+            if p.get("eye_margin", -1.0) > -1.0:
+                patch = below_eyes(patch, offset, lm, p["eye_margin"])
             if image is not None and (p.get("shade") or p.get("soften") or p.get("grain")):
                 patch, offset = finish_patch(
                     patch, offset, image, p["shade"], p["soften"], p["grain"], p["pattern_seed"]
