@@ -13,13 +13,12 @@ Usage: python bench/convert.py [--small 1000 --large 10000]
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
+from _child import seconds_and_peak
 from skimage import data
 
 import maskgen as mg
@@ -47,14 +46,7 @@ def generate(root: Path, n: int, seed: int = 0) -> None:
 
 def run(src: Path, dst: Path, jobs: int) -> tuple[float, float]:
     """(seconds, peak RSS MiB) of one `maskgen convert` in a fresh process."""
-    code = (
-        "import resource, subprocess, sys, time; t = time.perf_counter(); "
-        f"subprocess.run([sys.executable, '-m', 'maskgen', 'convert', {str(src)!r}, {str(dst)!r}, "
-        f"'--jobs', '{jobs}', '--quiet'], check=True, stdout=subprocess.DEVNULL); "
-        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
-    return float(out[0]), float(out[1]) / 1024
+    return seconds_and_peak(["-m", "maskgen", "convert", str(src), str(dst), "--jobs", str(jobs), "--quiet"])
 
 
 def main() -> None:

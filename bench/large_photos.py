@@ -9,12 +9,11 @@ Usage: python bench/large_photos.py
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import cv2
+from _child import seconds_and_peak
 from skimage import data
 
 import maskgen as mg
@@ -24,13 +23,7 @@ SIZES = ((1600, 1200), (4000, 3000), (8500, 8500))
 
 def peak(code: str) -> tuple[float, float]:
     """(seconds, peak RSS MiB) of `code` run in a fresh process."""
-    wrapped = (
-        "import resource, subprocess, sys, time; t = time.perf_counter(); "
-        f"subprocess.run([sys.executable, '-c', {code!r}], check=True, stdout=subprocess.DEVNULL); "
-        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-    )
-    out = subprocess.run([sys.executable, "-c", wrapped], check=True, capture_output=True, text=True).stdout.split()
-    return float(out[0]), float(out[1]) / 1024
+    return seconds_and_peak(["-c", code])
 
 
 def main() -> None:
