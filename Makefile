@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.maskgen-installed
 OUT ?= out/demo
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check maskgen tests bench scripts examples
 	$(VENV)/bin/ruff format --check maskgen tests bench scripts examples
@@ -39,4 +42,4 @@ bench: $(STAMP)
 	$(PY) bench/large_photos.py
 
 clean:
-	rm -rf $(VENV) out build dist
+	rm -rf $(VENV) out build dist site

@@ -45,6 +45,22 @@ def main() -> None:
     for name, img in files.items():
         mg.write_image(OUT / name, img, quality=90)
     print(f"wrote {len(files)} images to {OUT}")
+    write_fer_csv(fer_crop(astro), fer_crop(hopper))
+
+
+def write_fer_csv(astro: np.ndarray, hopper: np.ndarray) -> None:
+    """examples/fer2013-sample.csv: the two 48x48 crops, mirrored and shifted, in FER2013's CSV layout
+    (emotion 3 happy, 6 neutral; Usage Training or PublicTest)."""
+    rows = []
+    for i, (crop, emotion) in enumerate([(astro, 3), (hopper, 6)] * 3):
+        img = crop[:, ::-1] if i >= 2 else crop
+        img = np.roll(img, i - 2, axis=1) if i >= 4 else img
+        rows.append(
+            f"{emotion},{' '.join(map(str, img.ravel().tolist()))},{'PublicTest' if i % 3 == 2 else 'Training'}"
+        )
+    path = OUT.parent / "fer2013-sample.csv"
+    path.write_text("emotion,pixels,Usage\n" + "\n".join(rows) + "\n")
+    print(f"wrote {len(rows)} rows to {path}")
 
 
 if __name__ == "__main__":
