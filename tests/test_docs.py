@@ -1,6 +1,12 @@
 """The README and docs describe the product: no history of how the work went, no dead links."""
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from .conftest import REPO
 
@@ -23,3 +29,37 @@ def test_links_to_files_exist():
 
 def test_readme_is_short():
     assert len((REPO / "README.md").read_text().splitlines()) <= 170
+
+
+def test_the_site_builds_without_warnings(tmp_path):
+    pytest.importorskip("mkdocs")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    cli = (tmp_path / "site" / "reference" / "cli" / "index.html").read_text()
+    assert "--dedup-threshold" in cli and "--label-map" in cli  # generated from the commands
+
+
+GUIDES = [REPO / "docs" / "getting-started.md", *sorted((REPO / "docs" / "guides").glob("*.md"))]
+BLOCK = re.compile(r"^```(sh|python)\n(.*?)^```", re.M | re.S)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("guide", GUIDES, ids=lambda p: p.stem)
+def test_every_guide_s_commands_run(tmp_path, guide):
+    """Each ```sh and ```python block of a guide runs, in order, in a folder holding the examples
+    (```shell and ```py blocks are shown, not run: installs, cluster set-ups)."""
+    blocks = BLOCK.findall(guide.read_text())
+    assert blocks, f"{guide.name} has no runnable block"
+    (tmp_path / "examples").symlink_to(REPO / "examples")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for kind, code in blocks:
+        cmd = ["bash", "-euo", "pipefail", "-c", code] if kind == "sh" else [sys.executable, "-c", code]
+        run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+        assert run.returncode == 0, f"{guide.name}:\n{code}\n{run.stdout}\n{run.stderr}"
