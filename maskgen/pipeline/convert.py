@@ -204,7 +204,7 @@ def _changed(rec: Record, seen: tuple) -> bool:
         return False
     try:
         with open(rec.path, "rb") as f:
-            return sha is None or hashlib.file_digest(f, "sha256").hexdigest() != sha
+            return sha is None or hashlib.sha256(f.read()).hexdigest() != sha
     except OSError:
         return True
 
@@ -254,12 +254,16 @@ def _resume(
             redo.add(rec.key)
     redo |= entries.keys() - alive
     if redo:
-        # rows first, files second: a kill in between leaves files that no row claims, which the run makes
-        # again or a later resume of a vanished source no longer knows (never a row without its file)
-        for name in journal.purge(redo):
-            for rel in (name, *sidecars(name, True, True)):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(dst / rel)
+
+        def drop(names: list[str]) -> None:
+            for name in names:
+                for rel in (name, *sidecars(name, True, True)):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(dst / rel)
+
+        # files first, rows second: a kill in between leaves rows of sources that are still changed or
+        # gone, so the next resume removes them again (never a file that no row claims)
+        journal.purge(redo, drop)
         entries = journal.scan()
     planned = {v for v, _ in cfg.plan()}
     done = {k for k, e in entries.items() if e.whole is not None or e.variants.keys() >= planned}

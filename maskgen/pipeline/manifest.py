@@ -139,30 +139,21 @@ class Journal:
             self._end[path] = good
         return entries
 
-    def purge(self, sources: set[str]) -> list[str]:
-        """Drop every row of these sources (changed or gone from SRC); returns their output file names.
-
-        Each file is rewritten whole under a temp name and moved in: a kill leaves the old or the new one.
-        """
-        names: list[str] = []
+    def purge(self, sources: set[str], drop_files: Callable[[list[str]], None]) -> None:
+        """Drop every row of these sources (changed or gone from SRC), after `drop_files` has been given
+        their output file names. Each journal is rewritten whole under a temp name and moved in."""
+        drop_files([row["file_name"] for _, _, row in _scan(self.manifest_path) if row["source"] in sources])
         for path in (self.manifest_path, self.skips_path):
             if not path.exists():
                 continue
             tmp = path.with_name(path.name + ".purge.part")
             try:
                 with open(path, "rb") as src, open(tmp, "wb") as out:
-                    for line in src:
-                        row = json.loads(line)
-                        if row["source"] in sources:
-                            if "file_name" in row:
-                                names.append(row["file_name"])
-                        else:
-                            out.write(line)
+                    out.writelines(line for line in src if json.loads(line)["source"] not in sources)
                 os.replace(tmp, path)
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
-        return names
 
     def __enter__(self) -> Journal:
         self.dst.mkdir(parents=True, exist_ok=True)
