@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from .detectors import detect
-from .errors import BadParameter
+from .errors import BadParameter, MaskgenError
 from .facecache import FaceCache
-from .seeds import LazyGenerator, item_seed, unit_draws
+from .seeds import CounterRng, item_seed, unit_draws
 from .strategies import STRATEGIES, check_image, get_strategy
-from .strategies.batch import apply_grouped
+from .strategies.batch import apply_batch, batchable
 from .templates import MASK_TYPES
 from .types import Faces
 
@@ -131,7 +131,7 @@ class MaskFaces:
         params = dict(self.params)
         if self.strategy == "overlay":
             params["type"] = kind
-        return faces, get_strategy(self.strategy).resolve(LazyGenerator(sub_seed), **params)
+        return faces, get_strategy(self.strategy).resolve(CounterRng(sub_seed), **params)
 
     def apply(self, image: Any, seed: int) -> Any:
         """Mask with an explicit seed (the same image and seed give the same result)."""
@@ -161,11 +161,21 @@ class MaskFaces:
         occ = np.zeros(x.shape[:3], bool)
         strat = get_strategy(self.strategy)
         drawn = [(i, d) for i in range(len(x)) if (d := self._draw(x[i], self._next_seed())) is not None]
-        batched = apply_grouped(self.strategy, [(x[i], faces, p) for i, (faces, p) in drawn])
-        for (i, (faces, p)), done in zip(drawn, batched, strict=True):
-            if done is None:
-                done = strat.apply(x[i], faces, **p)
-            out[i], occ[i] = done[0], done[1] > 0
+        fast = [(i, faces, p) for i, (faces, p) in drawn if batchable(self.strategy, x[i], faces, p)]
+        done: set[int] = set()
+        if fast:  # one array pass over the stack of these images, written back in place
+            idx = np.array([i for i, _, _ in fast])
+            stack = x[idx]
+            try:
+                occ[idx] = apply_batch(self.strategy, stack, [(faces, p) for _, faces, p in fast])
+                out[idx] = stack
+                done = set(idx.tolist())
+            except MaskgenError:
+                pass
+        for i, (faces, p) in drawn:
+            if i not in done:
+                masked, o = strat.apply(x[i], faces, **p)
+                out[i], occ[i] = masked, o > 0
         return (out, occ.astype(np.uint8) * 255) if self.return_occlusion else out
 
     def __repr__(self) -> str:
