@@ -5,12 +5,11 @@ fresh folder, in one process, one step after another; best of three runs, each w
 placements forgotten (a conversion sees every face once). `in-memory` leaves out reading and writing.
 `pipeline` runs the same through `convert`'s own chunk runner (which also hashes each source and
 builds its manifest rows). Reading, writing or detecting on helper threads was tried and gained
-nothing here (GIL hand-offs). Targets (issue 5): with the aligned prior, zero >= 0.5x the floor and
+nothing here (GIL hand-offs). Targets: with the aligned prior, zero >= 0.5x the floor and
 overlay >= 0.25x; with the default detector, FER2013-size crops at >= 700 images/s.
 
 One process means one core: OpenCV is set to one thread (as in `convert`'s workers) and MTCNN's nets
-run on onnxruntime with one thread. (Before the fourth session OpenCV's dnn ran MTCNN on both cores
-here, which flattered the "one process" figures by about 1.5x.)
+run on onnxruntime with one thread.
 
 Usage: python bench/strategies.py [SHARED_DATA [OUT_PARENT]]. Outputs go under OUT_PARENT (default:
 build/ in the repo). Creating a small file on this VM's disk (ext4 mounted with `discard`) costs

@@ -10,13 +10,19 @@ import pytest
 
 from .conftest import REPO
 
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+SOURCES = [
+    *DOCS,
+    *sorted(REPO.glob("bench/*.py")),
+    *sorted(REPO.glob("examples/*.*")),
+    *sorted(REPO.glob("scripts/*.py")),
+]
 ORDINAL = r"(first|second|third|fourth|fifth|sixth|seventh|this|previous|earlier|later|next|\d+(st|nd|rd|th))"
 HISTORY = re.compile(rf"\b({ORDINAL} (session|round)|(session|round) \d+|correction to the)\b", re.I)
 
 
 def test_no_development_history_in_the_docs():
-    for path in DOCS:
+    for path in SOURCES:
         for n, line in enumerate(path.read_text().splitlines(), 1):
             assert not HISTORY.search(line), f"{path.name}:{n}: {line.strip()}"
 
