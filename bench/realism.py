@@ -138,6 +138,7 @@ def main() -> None:
     ap.add_argument("--types", default="all", help="comma-separated mask types, or all")
     ap.add_argument("--sheet", type=Path, default=Path("build/realism.png"))
     ap.add_argument("--param", action="append", default=[], help="overlay parameter for every row, e.g. shade=0")
+    ap.add_argument("--mask-seed", type=int, default=0, help="seed of the synthetic masks' draws")
     args = ap.parse_args()
     params = {k: json.loads(v) for k, _, v in (p.partition("=") for p in args.param)}
     if not DATA.is_dir():
@@ -165,7 +166,7 @@ def main() -> None:
     print(f"{'real (ctrl)':<12} {'':>15} {ctrl_bal:>18.1%} {ctrl_rec:>18.1%} {'':>11}")
     rows = [real[:10]]
     for t in types:
-        synth = masked_crops(u_img, u_faces, t, params)
+        synth = masked_crops(u_img, u_faces, t, params, args.mask_seed)
         acc = two_sample(real, synth, args.seeds, args.epochs)
         bal, rec = transfer(synth[u_a], plain[u_a], real[m_b], plain[u_b], args.epochs)
         print(f"{t:<12} {acc:>15.1%} {bal:>18.1%} {rec:>18.1%} {100 * (rec - ctrl_rec):>+10.1f}p")
