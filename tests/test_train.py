@@ -213,3 +213,56 @@ def test_cli_train_evaluate_experiment(tmp_path):
         main, ["train", str(SHARED / "ckplus48-dev"), "-o", str(tmp_path / "r3"), "--stn-lr-scale", "0"]
     )
     assert res.exit_code == 2 and "--stn-lr-scale" in res.output and not (tmp_path / "r3").exists()
+
+
+def test_wilson_interval():
+    from maskgen.train.evaluate import wilson
+
+    lo, hi = wilson(5, 10)
+    assert abs(lo - 0.2366) < 1e-3 and abs(hi - 0.7634) < 1e-3
+    assert wilson(0, 10)[0] == 0.0 and abs(wilson(0, 10)[1] - 0.2775) < 1e-3
+    assert wilson(0, 0) == (0.0, 1.0)
+
+
+def test_folds_keep_subjects_and_variants_together_and_stratify(tmp_path):
+    from collections import Counter
+
+    from maskgen.train.data import load_items, make_folds
+
+    shared_set("ckplus48-dev")
+    items = load_items(SHARED / "ckplus48-dev")
+    folds = make_folds(items, 5, "subject", seed=0)
+    tests = [set(f.index["test"]) for f in folds]
+    assert sorted(i for t in tests for i in t) == list(range(len(items)))  # every item tested exactly once
+    for f in folds:
+        parts = {k: {items[i].subject for i in v} for k, v in f.index.items()}
+        assert not parts["train"] & parts["test"] and not parts["val"] & parts["test"]
+        assert not parts["train"] & parts["val"] and f.index["val"]
+    overall = Counter(it.label for it in items)
+    for t in tests:  # each fold holds roughly its share of every frequent label
+        got = Counter(items[i].label for i in t)
+        for label, n in overall.items():
+            if n >= 30:
+                assert abs(got[label] / len(t) - n / len(items)) < 0.15, (label, got)
+    convert(SHARED / "ckplus48-dev", tmp_path / "m", ConvertConfig(types=("kn95", "surgical"), fallback="aligned"))
+    masked = load_items(tmp_path / "m")
+    for f in make_folds(masked, 4, "random", seed=1):  # no subject column in the split: by source image
+        sources = {k: {masked[i].source for i in v} for k, v in f.index.items()}
+        assert not sources["test"] & (sources["train"] | sources["val"])  # both variants in one part
+
+
+def test_cli_train_folds_reports_mean_std_and_resumes(tmp_path):
+    shared_set("ckplus48-dev")
+    args = ["train", str(SHARED / "ckplus48-dev"), "-o", str(tmp_path / "cv"), "--model", "logreg", "--folds", "3"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert "3-fold: accuracy" in res.output and "+-" in res.output and "95% CI" in res.output
+    m = json.loads((tmp_path / "cv" / "metrics.json").read_text())
+    assert m["folds"] == 3 and len(m["per_fold"]) == 3 and m["n"] == 183
+    assert abs(m["accuracy_mean"] - np.mean([r["accuracy"] for r in m["per_fold"]])) < 1e-9
+    assert m["accuracy_ci95"][0] <= m["accuracy"] <= m["accuracy_ci95"][1]
+    assert (tmp_path / "cv" / "fold-02" / "report.html").exists() and (tmp_path / "cv" / "confusion.png").exists()
+    stamp = (tmp_path / "cv" / "fold-01" / "model.pkl").stat().st_mtime_ns
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and (tmp_path / "cv" / "fold-01" / "model.pkl").stat().st_mtime_ns == stamp
+    assert json.loads((tmp_path / "cv" / "metrics.json").read_text())["per_fold"] == m["per_fold"]

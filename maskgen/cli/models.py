@@ -102,7 +102,8 @@ def make_train_args(
 def echo_metrics(m: dict) -> None:
     for w in m.get("warnings", []):
         click.secho(f"warning: {w}", fg="yellow", err=True)
-    click.echo(f"accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  (n = {m['n']})")
+    lo, hi = m.get("accuracy_ci95", (0.0, 1.0))
+    click.echo(f"accuracy {m['accuracy']:.3f} (95% CI {lo:.3f}-{hi:.3f})  macro-F1 {m['macro_f1']:.3f}  (n = {m['n']})")
     for label, v in m["per_class"].items():
         click.echo(f"  {label:<12} P {v['precision']:.2f}  R {v['recall']:.2f}  F1 {v['f1']:.2f}  n {v['support']}")
 
@@ -110,11 +111,26 @@ def echo_metrics(m: dict) -> None:
 @main.command("train")
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
+@click.option(
+    "--folds",
+    type=click.IntRange(min=2),
+    default=None,
+    help="k-fold cross-validation instead of one split: folds by subject (--split subject, when ids exist) "
+    "or source image, stratified by label; OUT/fold-NN per fold, mean and std in OUT/metrics.json.",
+)
 @train_options
-def train_cmd(data, out, split, quiet, **kw) -> None:
+def train_cmd(data, out, folds, split, quiet, **kw) -> None:
     """Train a FER model on DATA (a maskgen output or a labelled folder); write model, metrics, report."""
-    m = require_train().train(data, out, make_train_args(**kw), split=split, progress=not quiet)
+    m = require_train().train(data, out, make_train_args(**kw), split=split, progress=not quiet, folds=folds)
     click.echo(m["note"])
+    if folds:
+        click.echo(
+            f"{folds}-fold: accuracy {m['accuracy_mean']:.3f} +- {m['accuracy_std']:.3f}, "
+            f"macro-F1 {m['macro_f1_mean']:.3f} +- {m['macro_f1_std']:.3f} (mean +- std over folds)"
+        )
+        for r in m["per_fold"]:
+            click.echo(f"  fold {r['fold']:>2}  accuracy {r['accuracy']:.3f}  macro-F1 {r['macro_f1']:.3f}  n {r['n']}")
+        click.echo("all folds pooled:")
     echo_metrics(m)
     click.echo(f"report: {out / 'report.html'}")
 

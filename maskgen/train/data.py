@@ -128,5 +128,37 @@ def make_split(
     return Split(mode, note, {k: idx.get(k, []) for k in ("train", "val", "test")})
 
 
+def make_folds(items: Sequence[Item], k: int, mode: str = "subject", seed: int = 0) -> list[Split]:
+    """k-fold cross-validation: fold f tests on the f-th part and trains on the rest, less a tenth held out
+    (by group) for early stopping. Parts are groups (subjects when the data has ids and `mode` is subject,
+    else source images, so every variant of an input stays in one part), stratified by label."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if k < 2:
+        raise BadParameter(f"--folds must be at least 2, got {k}")
+    note = ""
+    if mode == "subject" and not any(it.subject for it in items):
+        mode, note = "random", "no subject ids: folds by source image (a person may be in several folds)"
+    if mode not in ("subject", "random"):
+        raise BadParameter(f"--folds works with --split subject or random, not {mode!r}")
+    groups = [f"s:{it.subject}" if mode == "subject" and it.subject else f"g:{it.group_source}" for it in items]
+    if len(set(groups)) < k:
+        raise BadParameter(
+            f"--folds {k}: the data has only {len(set(groups))} {'subjects' if mode == 'subject' else 'sources'}"
+        )
+    labels = [it.label for it in items]
+    outer = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    folds = []
+    for f, (rest, test) in enumerate(outer.split(np.zeros(len(items)), labels, groups)):
+        inner = make_split([items[i] for i in rest], mode, seed + f, (0.9, 0.1, 0.0))
+        index = {
+            "train": [int(rest[i]) for i in inner.index["train"]],
+            "val": [int(rest[i]) for i in inner.index["val"]],
+            "test": [int(i) for i in test],
+        }
+        folds.append(Split(mode, note, index))
+    return folds
+
+
 def label_set(items: Sequence[Item]) -> list[str]:
     return sorted({it.label for it in items})

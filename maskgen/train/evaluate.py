@@ -17,16 +17,29 @@ def metrics(y: np.ndarray, pred: np.ndarray, labels: list[str]) -> dict[str, Any
 
     k = list(range(len(labels)))
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=k, zero_division=0)
+    hits = int(np.sum(np.asarray(y) == np.asarray(pred))) if len(y) else 0
     return {
         "warnings": prediction_warnings(y, pred, labels),
         "n": int(len(y)),
         "accuracy": float(accuracy_score(y, pred)) if len(y) else 0.0,
+        "accuracy_ci95": list(wilson(hits, len(y))),
         "macro_f1": float(f1_score(y, pred, labels=k, average="macro", zero_division=0)) if len(y) else 0.0,
         "per_class": {
             lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
             for i, lab in enumerate(labels)
         },
     }
+
+
+def wilson(hits: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval (95% by default) of a proportion hits/n: honest for small n and for
+    proportions near 0 or 1, where the usual p +- z*sqrt(p(1-p)/n) is not."""
+    if n == 0:
+        return 0.0, 1.0
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
 def prediction_warnings(y: np.ndarray, pred: np.ndarray, labels: list[str]) -> list[str]:

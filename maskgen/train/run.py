@@ -16,7 +16,7 @@ import torch
 from ..errors import BadParameter
 from ..io import write_bytes_atomic
 from . import evaluate as ev
-from .data import Item, Split, label_set, load_images, load_items, make_split
+from .data import Item, Split, label_set, load_images, load_items, make_folds, make_split
 from .loop import History, TrainArgs, fit_classical, fit_torch, is_classical, predict_proba_torch, to_tensor
 from .models import MODELS, hog_features
 from .report import img_tag, metrics_table, write_report
@@ -110,15 +110,98 @@ def write_evaluation(
 
 
 def train(
-    data: str | Path, out: str | Path, args: TrainArgs, split: str = "subject", progress: bool = True
+    data: str | Path,
+    out: str | Path,
+    args: TrainArgs,
+    split: str = "subject",
+    progress: bool = True,
+    folds: int | None = None,
 ) -> dict[str, Any]:
-    """Train `args.model` on DATA; evaluate on the held-out test split; write everything into OUT."""
+    """Train `args.model` on DATA; evaluate on the held-out test split; write everything into OUT.
+
+    With `folds`, k-fold cross-validation instead (see `cross_validate`)."""
     if args.model not in MODELS:
         MODELS.get(args.model)
     items = load_items(Path(data))
     labels = label_set(items)
+    if folds:
+        return cross_validate(
+            items, labels, make_folds(items, folds, split, args.seed), Path(out), args, str(data), progress
+        )
     sp = make_split(items, split, args.seed)
     return train_on(items, labels, sp, Path(out), args, str(data), progress)[1]
+
+
+def cross_validate(
+    items: list[Item],
+    labels: list[str],
+    folds: list[Split],
+    out: Path,
+    args: TrainArgs,
+    data_name: str,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """One run per fold in OUT/fold-NN (a finished fold is reused: an interrupted run resumes), then
+    OUT/metrics.json: each fold's accuracy and macro-F1, their mean and standard deviation, and the
+    metrics of all folds' test predictions pooled (with a 95% Wilson interval), a pooled confusion
+    matrix and report.html."""
+    x = load_images(items, SIZE)
+    y = _encode(items, labels)
+    per_fold, ys, preds = [], [], []
+    for f, sp in enumerate(folds, 1):
+        fold_out = out / f"fold-{f:02d}"
+        test = np.array(sp.index["test"], dtype=int)
+        done = fold_out / "metrics.json"
+        if done.exists() and json.loads((fold_out / "run.json").read_text())["train_args"] == args.resolved():
+            run, m = Run.load(fold_out), json.loads(done.read_text())
+        else:
+            run, m = train_on(items, labels, sp, fold_out, args, data_name, progress, x)
+        ys.append(y[test])
+        preds.append(run.predict_proba(x[test]).argmax(1))
+        per_fold.append({"fold": f, "n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
+    y_all, pred_all = np.concatenate(ys), np.concatenate(preds)
+    acc, f1 = np.array([r["accuracy"] for r in per_fold]), np.array([r["macro_f1"] for r in per_fold])
+    pooled = ev.metrics(y_all, pred_all, labels)
+    m = {
+        "folds": len(folds),
+        "split": folds[0].mode,
+        "accuracy_mean": float(acc.mean()),
+        "accuracy_std": float(acc.std(ddof=1)),
+        "macro_f1_mean": float(f1.mean()),
+        "macro_f1_std": float(f1.std(ddof=1)),
+        "per_fold": per_fold,
+        **pooled,
+        "note": (
+            f"{args.model} on {data_name}: {len(folds)}-fold cross-validation by "
+            f"{'subject' if folds[0].mode == 'subject' else 'source image'}, stratified by label; each fold "
+            f"trained with a tenth of its training part held out for early stopping"
+            + (f"; {folds[0].note}" if folds[0].note else "")
+        ),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(out / "metrics.json", (json.dumps(m, indent=1) + "\n").encode())
+    title = f"{args.model}: {Path(data_name).name}, {len(folds)}-fold"
+    cm = ev.confusion_png(y_all, pred_all, labels, out / "confusion.png", title + " (pooled)")
+    rows = "".join(
+        f"<tr><td><a href='fold-{r['fold']:02d}/report.html'>fold {r['fold']}</a></td><td>{r['n']}</td>"
+        f"<td>{r['accuracy']:.3f}</td><td>{r['macro_f1']:.3f}</td></tr>"
+        for r in per_fold
+    )
+    summary = (
+        f"<p class='note'>{m['note']}</p><p>accuracy {m['accuracy_mean']:.3f} &plusmn; {m['accuracy_std']:.3f}, "
+        f"macro-F1 {m['macro_f1_mean']:.3f} &plusmn; {m['macro_f1_std']:.3f} (mean &plusmn; std over folds)</p>"
+        f"<table><tr><th>fold</th><th>n</th><th>accuracy</th><th>macro-F1</th></tr>{rows}</table>"
+    )
+    write_report(
+        out / "report.html",
+        title,
+        [
+            ("Folds", summary),
+            ("All folds pooled", metrics_table(pooled)),
+            ("Confusion matrix", img_tag(cm, "confusion")),
+        ],
+    )
+    return m
 
 
 def train_on(
