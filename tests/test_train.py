@@ -201,7 +201,8 @@ def test_cli_train_evaluate_experiment(tmp_path):
     assert res.exit_code == 0, res.output
     assert "| clean |" in res.output and "| masked |" in res.output
     rows = (tmp_path / "exp" / "matrix.csv").read_text().splitlines()
-    assert rows[0] == "train,test,accuracy,macro_f1,n" and len(rows) == 5
+    assert rows[0] == "train,test,accuracy,ci95_low,ci95_high,macro_f1,n" and len(rows) == 5
+    assert "95% Wilson interval" in res.output and res.output.count("test set") == 2  # a noise verdict per column
     report = (tmp_path / "exp" / "report.html").read_text()
     assert_balanced_html(report)
     for cell in re.findall(r"href='([^']+)'", report):
@@ -266,3 +267,16 @@ def test_cli_train_folds_reports_mean_std_and_resumes(tmp_path):
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0 and (tmp_path / "cv" / "fold-01" / "model.pkl").stat().st_mtime_ns == stamp
     assert json.loads((tmp_path / "cv" / "metrics.json").read_text())["per_fold"] == m["per_fold"]
+
+
+def test_noise_notes_say_when_cells_differ_by_less_than_the_noise():
+    from maskgen.train.evaluate import wilson
+    from maskgen.train.experiment import noise_notes
+
+    def cell(tr, te, hits, n):
+        return {"train": tr, "test": te, "accuracy": hits / n, "accuracy_ci95": wilson(hits, n), "n": n}
+
+    small = [cell("clean", "clean", 70, 79), cell("masked", "clean", 66, 79)]
+    small += [cell("clean", "masked", 30, 79), cell("masked", "masked", 70, 79)]
+    notes = noise_notes(small)
+    assert "less than the noise" in notes[0] and "trained masked is better" in notes[1]

@@ -56,18 +56,40 @@ def experiment(
             y = _encode([items[i] for i in idx], labels)
             note = f"trained on {tr}, tested on {te}: {len(idx)} images, {sp.describe()}"
             m = write_evaluation(run, x[idx], y, out / f"train-{tr}_test-{te}", f"train {tr} / test {te}", note)
-            cells.append({"train": tr, "test": te} | {k: m[k] for k in ("accuracy", "macro_f1", "n", "warnings")})
+            keep = ("accuracy", "accuracy_ci95", "macro_f1", "n", "warnings")
+            cells.append({"train": tr, "test": te} | {k: m[k] for k in keep})
     _write_tables(out, cells, args.model, sp)
     return cells
 
 
+def noise_notes(cells: list[dict[str, Any]]) -> list[str]:
+    """For each test set, whether the models trained clean and masked differ by more than the noise: their
+    accuracies' 95% Wilson intervals overlap or not (a conservative test at this test set's size)."""
+    get = {(c["train"], c["test"]): c for c in cells}
+    notes = []
+    for te in ("clean", "masked"):
+        a, b = get[("clean", te)], get[("masked", te)]
+        gap = abs(a["accuracy"] - b["accuracy"]) * 100
+        (alo, ahi), (blo, bhi) = a["accuracy_ci95"], b["accuracy_ci95"]
+        if alo <= bhi and blo <= ahi:
+            notes.append(
+                f"On the {te} test set ({a['n']} images) the two models differ by {gap:.1f} points, less than the "
+                "noise: their 95% intervals overlap."
+            )
+        else:
+            better = "clean" if a["accuracy"] > b["accuracy"] else "masked"
+            notes.append(
+                f"On the {te} test set the model trained {better} is better by {gap:.1f} points, beyond the noise."
+            )
+    return notes
+
+
 def _write_tables(out: Path, cells: list[dict[str, Any]], model: str, sp: Split) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(
-        buf, fieldnames=["train", "test", "accuracy", "macro_f1", "n"], lineterminator="\n", extrasaction="ignore"
-    )
+    columns = ["train", "test", "accuracy", "ci95_low", "ci95_high", "macro_f1", "n"]
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
-    w.writerows(cells)
+    w.writerows({**c, "ci95_low": c["accuracy_ci95"][0], "ci95_high": c["accuracy_ci95"][1]} for c in cells)
     write_bytes_atomic(out / "matrix.csv", buf.getvalue().encode())
     get = {(c["train"], c["test"]): c for c in cells}
     lines = [
@@ -79,8 +101,13 @@ def _write_tables(out: Path, cells: list[dict[str, Any]], model: str, sp: Split)
         "|---|---|---|",
     ]
     for tr in ("clean", "masked"):
-        row = [f"{get[(tr, te)]['accuracy']:.1%} (F1 {get[(tr, te)]['macro_f1']:.3f})" for te in ("clean", "masked")]
+        row = [
+            f"{c['accuracy']:.1%} [{c['accuracy_ci95'][0]:.1%}, {c['accuracy_ci95'][1]:.1%}] (F1 {c['macro_f1']:.3f})"
+            for c in (get[(tr, te)] for te in ("clean", "masked"))
+        ]
         lines.append(f"| {tr} | {row[0]} | {row[1]} |")
+    notes = noise_notes(cells)
+    lines += ["", "Accuracy [95% Wilson interval] (macro-F1).", "", *notes]
     warns = [f"train {c['train']} / test {c['test']}: {w}" for c in cells for w in c["warnings"]]
     lines += ["", *(f"Warning: {w}" for w in warns)] if warns else []
     md = "\n".join(lines) + "\n"
@@ -99,7 +126,8 @@ def _write_tables(out: Path, cells: list[dict[str, Any]], model: str, sp: Split)
         + "</table>"
     )
     warn_html = "".join(f"<p class='warn'>&#9888; {html.escape(w)}</p>" for w in warns)
-    sections = [("Accuracy matrix", f"<p class='note'>Split: {sp.describe()}.</p>{warn_html}{table}")]
+    notes_html = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes)
+    sections = [("Accuracy matrix", f"<p class='note'>Split: {sp.describe()}.</p>{warn_html}{table}{notes_html}")]
     for c in cells:
         cell = out / f"train-{c['train']}_test-{c['test']}"
         link = f"<p class='note'><a href='{cell.name}/report.html'>per-class metrics and saliency maps</a></p>"
