@@ -280,3 +280,20 @@ def test_noise_notes_say_when_cells_differ_by_less_than_the_noise():
     small += [cell("clean", "masked", 30, 79), cell("masked", "masked", 70, 79)]
     notes = noise_notes(small)
     assert "less than the noise" in notes[0] and "trained masked is better" in notes[1]
+
+
+def test_train_with_a_separate_validation_set(tmp_path):
+    shared_set("fer2013-dev")
+    val = tmp_path / "val"
+    # the mechanics only: 50 of the 350 as the validation folder (a real run keeps the two apart)
+    for p in sorted((SHARED / "fer2013-dev").glob("*/*.jpg"))[::7]:
+        (val / p.parent.name).mkdir(parents=True, exist_ok=True)
+        (val / p.parent.name / p.name).write_bytes(p.read_bytes())
+    res = CliRunner().invoke(
+        main,
+        ["train", str(SHARED / "fer2013-dev"), "-o", str(tmp_path / "run"), "--model", "logreg", "--val", str(val)],
+    )
+    assert res.exit_code == 0, res.output
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["split"]["counts"] == {"train": 350, "val": 50, "test": 50}
+    assert "no test split: reported on it" in meta["split"]["note"] and "(n = 50)" in res.output

@@ -118,10 +118,17 @@ def echo_metrics(m: dict) -> None:
     help="k-fold cross-validation instead of one split: folds by subject (--split subject, when ids exist) "
     "or source image, stratified by label; OUT/fold-NN per fold, mean and std in OUT/metrics.json.",
 )
+@click.option(
+    "--val",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="A separate validation set for early stopping (e.g. FER2013's PublicTest folder); DATA is then all "
+    "training data, and the report is on DATA's test split if it has one, else on VAL.",
+)
 @train_options
-def train_cmd(data, out, folds, split, quiet, **kw) -> None:
+def train_cmd(data, out, folds, val, split, quiet, **kw) -> None:
     """Train a FER model on DATA (a maskgen output or a labelled folder); write model, metrics, report."""
-    m = require_train().train(data, out, make_train_args(**kw), split=split, progress=not quiet, folds=folds)
+    m = require_train().train(data, out, make_train_args(**kw), split=split, progress=not quiet, folds=folds, val=val)
     click.echo(m["note"])
     if folds:
         click.echo(

@@ -116,13 +116,28 @@ def train(
     split: str = "subject",
     progress: bool = True,
     folds: int | None = None,
+    val: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train `args.model` on DATA; evaluate on the held-out test split; write everything into OUT.
 
-    With `folds`, k-fold cross-validation instead (see `cross_validate`)."""
+    With `folds`, k-fold cross-validation instead (see `cross_validate`). With `val`, a separate set
+    (e.g. FER2013's PublicTest) for early stopping: DATA is all training data, and the test split is
+    DATA's own `test` items if it has any, else `val` itself (and the report says so)."""
     if args.model not in MODELS:
         MODELS.get(args.model)
     items = load_items(Path(data))
+    if val is not None:
+        if folds:
+            raise BadParameter("--val and --folds do not go together: each fold holds out its own validation part")
+        extra = load_items(Path(val))
+        own_test = [i for i, it in enumerate(items) if it.split.lower() in ("test", "privatetest")]
+        train_idx = [i for i in range(len(items)) if i not in set(own_test)]
+        val_idx = list(range(len(items), len(items) + len(extra)))
+        items = items + extra
+        test_idx = own_test or val_idx
+        note = f"validation: {val} ({len(extra)} images)" + ("" if own_test else "; no test split: reported on it")
+        sp = Split("given", note, {"train": train_idx, "val": val_idx, "test": test_idx})
+        return train_on(items, label_set(items), sp, Path(out), args, str(data), progress)[1]
     labels = label_set(items)
     if folds:
         return cross_validate(
