@@ -291,12 +291,15 @@ def convert(
         jobs = os.cpu_count() or 1
     check_paths(src, dst)
     check_config(cfg)
-    iter_records(src, cfg.format, cfg.naming)  # a source it cannot read fails here, before DST is made
     try:
+        iter_records(src, cfg.format, cfg.naming)  # a source it cannot read fails here, before DST is made
         return _convert(src, dst, cfg, jobs, overwrite, executor, scheduler, progress, total_callback)
     except OSError as e:
+        where = Path(e.filename) if e.filename else dst
+        if where.resolve() == src.resolve() or src.resolve() in where.resolve().parents:
+            raise MaskgenError(f"cannot read {where}: {e.strerror or e}") from None
         raise MaskgenError(
-            f"cannot write to {e.filename or dst}: {e.strerror or e}; the finished work is saved in {dst}, "
+            f"cannot write to {where}: {e.strerror or e}; the finished work is saved in {dst}, "
             "run the same command again to resume once this is fixed"
         ) from None
 
