@@ -297,3 +297,40 @@ def test_train_with_a_separate_validation_set(tmp_path):
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
     assert meta["split"]["counts"] == {"train": 350, "val": 50, "test": 50}
     assert "no test split: reported on it" in meta["split"]["note"] and "(n = 50)" in res.output
+
+
+def test_experiment_grid_with_folds_resumes_cell_by_cell(tmp_path):
+    shared_set("ckplus48-dev")
+    convert(SHARED / "ckplus48-dev", tmp_path / "zero", ConvertConfig(strategy="zero", fallback="aligned"))
+    args = [
+        "experiment",
+        "--clean",
+        str(SHARED / "ckplus48-dev"),
+        "--masked",
+        str(tmp_path / "zero"),
+        "-o",
+        str(tmp_path / "grid"),
+        "--model",
+        "logreg,logreg:seed=1",
+        "--folds",
+        "2",
+    ]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert "[8/8]" in res.output and "2-fold cross-validation" in res.output
+    md = (tmp_path / "grid" / "matrix.md").read_text()
+    assert "| train / test | logreg | logreg:seed=1 |" in md
+    assert (
+        sum(line.count("+-") for line in md.splitlines() if line.startswith("| clean") or line.startswith("| masked"))
+        == 8
+    )
+    rows = (tmp_path / "grid" / "matrix.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 2 * 4
+    summary = json.loads((tmp_path / "grid" / "grid.json").read_text())
+    accs = [float(r.split(",")[4]) for r in rows[1:] if r.startswith("logreg,") and ",masked,masked," in r]
+    assert abs(summary["logreg|masked|masked"]["mean"] - np.mean(accs)) < 1e-9
+    assert (tmp_path / "grid" / "logreg_seed=1" / "fold-02" / "train-masked" / "report.html").exists()
+    stamp = (tmp_path / "grid" / "logreg" / "fold-01" / "train-clean" / "model.pkl").stat().st_mtime_ns
+    again = CliRunner().invoke(main, args)  # every cell is finished: reused, and the same table
+    assert again.exit_code == 0 and (tmp_path / "grid" / "matrix.md").read_text() == md
+    assert (tmp_path / "grid" / "logreg" / "fold-01" / "train-clean" / "model.pkl").stat().st_mtime_ns == stamp

@@ -169,10 +169,23 @@ def evaluate_cmd(run, data, out, split, label_map) -> None:
     help="A `maskgen convert` output made from SRC.",
 )
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path))
+@click.option("--folds", type=click.IntRange(min=2), default=None, help="k-fold cross-validation for every cell.")
 @train_options
-def experiment_cmd(clean, masked, out, split, quiet, **kw) -> None:
-    """Train on clean and on masked data, test each on both, on one split: the clean-vs-masked matrix."""
-    require_train().experiment(clean, masked, out, make_train_args(**kw), split=split, progress=not quiet)
+def experiment_cmd(clean, masked, out, folds, split, quiet, **kw) -> None:
+    """Train on clean and on masked data, test each on both: the clean-vs-masked matrix.
+
+    One model on one split: a report per cell. Several models (`--model deep-emotion,deep-emotion-nostn,
+    deep-emotion:l1=0.001`) or `--folds K`: a grid, mean +- std over folds, resumed cell by cell."""
+    models = [m for m in kw.pop("model").split(",") if m.strip()]
+    if len(models) == 1 and not folds:
+        require_train().experiment(
+            clean, masked, out, make_train_args(model=models[0], **kw), split=split, progress=not quiet
+        )
+    else:
+        from ..train.grid import grid
+
+        base = make_train_args(model=models[0].split(":")[0], **kw)
+        grid(clean, masked, out, base, models, split, folds, progress=False, echo=None if quiet else click.echo)
     click.echo((out / "matrix.md").read_text())
     click.echo(f"report: {out / 'report.html'}")
 
