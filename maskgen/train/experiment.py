@@ -12,10 +12,27 @@ import numpy as np
 
 from ..errors import BadParameter
 from ..io import write_bytes_atomic
-from .data import Split, label_set, load_images, load_items, make_split
+from .data import Item, Split, label_set, load_images, load_items, make_split
 from .loop import TrainArgs
 from .report import img_tag, write_report
 from .run import SIZE, _encode, train_on, write_evaluation
+
+
+def paired_items(clean: str | Path, masked: str | Path) -> tuple[list[Item], list[Item]]:
+    """The items of SRC and of its `maskgen convert` output DST, each kept only if the other has it too."""
+    clean_items, masked_items = load_items(Path(clean)), load_items(Path(masked))
+    common = {it.group_source for it in clean_items} & {it.source for it in masked_items}
+    if not common:
+        raise BadParameter(f"no image of {masked} was made from {clean}: pass the SRC and DST of one `maskgen convert`")
+    return [it for it in clean_items if it.group_source in common], [it for it in masked_items if it.source in common]
+
+
+def follow(sp: Split, clean_items: list[Item], masked_items: list[Item]) -> Split:
+    """The split of the masked items that puts every masked variant in its clean source's part."""
+    where = {clean_items[i].group_source: name for name, idx in sp.index.items() for i in idx}
+    return Split(
+        sp.mode, sp.note, {k: [i for i, it in enumerate(masked_items) if where[it.source] == k] for k in sp.index}
+    )
 
 
 def experiment(
@@ -28,18 +45,10 @@ def experiment(
 ) -> list[dict[str, Any]]:
     """Write OUT/matrix.md, matrix.csv, report.html and one folder per cell; return the cells."""
     out = Path(out)
-    clean_items, masked_items = load_items(Path(clean)), load_items(Path(masked))
-    common = {it.group_source for it in clean_items} & {it.source for it in masked_items}
-    if not common:
-        raise BadParameter(f"no image of {masked} was made from {clean}: pass the SRC and DST of one `maskgen convert`")
-    clean_items = [it for it in clean_items if it.group_source in common]
-    masked_items = [it for it in masked_items if it.source in common]
+    clean_items, masked_items = paired_items(clean, masked)
     labels = label_set(clean_items + masked_items)
     sp = make_split(clean_items, split, args.seed)  # split once, on the clean sources ...
-    where = {clean_items[i].group_source: name for name, idx in sp.index.items() for i in idx}
-    msp = Split(
-        sp.mode, sp.note, {k: [i for i, it in enumerate(masked_items) if where[it.source] == k] for k in sp.index}
-    )  # ... and every masked variant follows its source
+    msp = follow(sp, clean_items, masked_items)  # ... and every masked variant follows its source
     data = {
         "clean": (clean_items, sp, load_images(clean_items, SIZE)),
         "masked": (masked_items, msp, load_images(masked_items, SIZE)),

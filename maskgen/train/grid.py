@@ -16,8 +16,9 @@ import numpy as np
 
 from ..errors import BadParameter
 from ..io import write_bytes_atomic
-from .data import Split, label_set, load_images, load_items, make_folds, make_split
+from .data import Split, label_set, load_images, make_folds, make_split
 from .evaluate import metrics
+from .experiment import follow, paired_items
 from .loop import TrainArgs
 from .models import MODELS
 from .report import write_report
@@ -58,12 +59,7 @@ def grid(
     matrix.csv, grid.json and report.html. `echo` (a print function) reports each cell as it finishes."""
     out = Path(out)
     variants = [parse_variant(m, base) for m in models]
-    clean_items, masked_items = load_items(Path(clean)), load_items(Path(masked))
-    common = {it.group_source for it in clean_items} & {it.source for it in masked_items}
-    if not common:
-        raise BadParameter(f"no image of {masked} was made from {clean}: pass the SRC and DST of one `maskgen convert`")
-    clean_items = [it for it in clean_items if it.group_source in common]
-    masked_items = [it for it in masked_items if it.source in common]
+    clean_items, masked_items = paired_items(clean, masked)
     labels = label_set(clean_items + masked_items)
     splits = make_folds(clean_items, folds, split, base.seed) if folds else [make_split(clean_items, split, base.seed)]
     data = {
@@ -75,15 +71,7 @@ def grid(
     total, done, start = len(variants) * len(splits) * 2, 0, time.perf_counter()
     for label, args in variants:
         for f, sp in enumerate(splits, 1):
-            where = {clean_items[i].group_source: part for part, idx in sp.index.items() for i in idx}
-            parts = {
-                "clean": sp,
-                "masked": Split(
-                    sp.mode,
-                    sp.note,
-                    {k: [i for i, it in enumerate(masked_items) if where[it.source] == k] for k in sp.index},
-                ),
-            }
+            parts = {"clean": sp, "masked": follow(sp, clean_items, masked_items)}
             cell_dir = out / _safe(label) / (f"fold-{f:02d}" if folds else "split")
             for tr in ("clean", "masked"):
                 run_dir = cell_dir / f"train-{tr}"
