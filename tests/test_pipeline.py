@@ -52,7 +52,7 @@ def shared_manifest(dataset: str) -> dict[str, dict]:
 def test_naming_schemes():
     assert parse_ckplus("S005_001_00000011.png") == {"subject": "S005", "sequence": "001"}
     assert parse_jaffe("KA.AN1.39.tiff") == {"subject": "KA", "label": "angry"}
-    assert parse_kdef("AF01ANS.JPG") == {"subject": "AF01", "label": "angry", "pose": "straight", "session": "A"}
+    assert parse_kdef("AF01ANS.JPG") == {"subject": "AF01", "label": "angry", "pose": "straight", "series": "A"}
     assert parse_kdef("BM22SUHR.jpg")["pose"] == "half_right"
     assert parse_jaffe("holiday.jpg") is None and parse_ckplus("S5_1.png") is None
 

@@ -77,7 +77,7 @@ def parse_kdef(name: str) -> dict[str, str] | None:
         "subject": m[1].upper() + m[2].upper(),
         "label": EMOTION_CODES[code],
         "pose": KDEF_POSES[m[4].upper()],
-        "session": m[1].upper(),
+        "series": m[1].upper(),  # KDEF photographed everyone twice, in series A and B
     }
 
 
