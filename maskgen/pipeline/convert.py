@@ -308,8 +308,12 @@ def _convert(src, dst, cfg, jobs, overwrite, executor, scheduler, progress, tota
     prepare_destination(src, dst, cfg, overwrite)
     journal = mf.Journal(dst)
 
+    # listed once: the decisions over the whole source (duplicates, sampling, names, what is done) and the
+    # work itself all read it (name planning keeps every record in memory anyway)
+    listing = list(iter_records(src, cfg.format, cfg.naming))
+
     def records() -> Iterator[Record]:
-        return iter_records(src, cfg.format, cfg.naming)
+        return iter(listing)
 
     planned = {v for v, _ in cfg.plan()}
     excluded: dict[str, str] = {}

@@ -17,13 +17,13 @@ import numpy as np
 
 from ..detectors import detect_batch
 from ..errors import MaskgenError, NotAnImage
-from ..io import format_for, name_suffix, read_image_with_info, write_image
+from ..io import format_for, read_image_with_info, write_image
 from ..seeds import generator, item_seed
 from ..strategies import get_strategy
 from ..strategies.batch import apply_grouped
 from ..templates import load_template
 from ..types import Faces
-from .naming import mirrored, sidecars, variant_name
+from .naming import mirrored, sidecars, suffix_of, variant_name
 from .native import kept_in, native_array, restore
 from .sources import Record, pixels_to_image
 
@@ -184,8 +184,8 @@ def _write(job: _Job, cfg: ConvertConfig, root: str) -> dict[str, Any]:
     fmt = format_for(rel)
     notes: list[str] = []
     if cfg.out_format is None and rec.pixels is None:
-        given = rel_suffix(rec.name or rec.key)
-        if given.lower() != rel_suffix(rel).lower():
+        given = suffix_of(rec.name or rec.key)
+        if given.lower() != suffix_of(rel).lower():
             notes.append(f"{given or 'no suffix'} cannot be written; written as {fmt} (lossless)")
     out, mode = _in_mode(src, job.out, job.occlusion, fmt, notes)
     out = _resize(out, cfg.size)
@@ -223,10 +223,6 @@ def _write(job: _Job, cfg: ConvertConfig, root: str) -> dict[str, Any]:
         "notes": notes,
         "extra": rec.extra,
     }
-
-
-def rel_suffix(path: str) -> str:
-    return name_suffix(path.rsplit("/", 1)[-1])
 
 
 def _excluded_skip(rec: Record, rule: str, variant: int | None = None) -> dict[str, Any]:

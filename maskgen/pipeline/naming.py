@@ -15,6 +15,12 @@ from collections.abc import Iterable, Iterator
 from ..io import WRITABLE_SUFFIXES, name_suffix
 from .sources import Record
 
+
+def suffix_of(path: str) -> str:
+    """A POSIX path's file suffix, as pathlib has it (`a/b.tar.gz` -> `.gz`, `.hidden` -> ``)."""
+    return name_suffix(posixpath.basename(path))
+
+
 FALLBACK_SUFFIX = ".png"  # lossless, for sources whose format cannot be written as it came (GIF, PPM, ...)
 
 
@@ -26,7 +32,7 @@ def mirrored(rec: Record, out_format: str | None) -> str:
     if rel.startswith("/") or ".." in rel.split("/"):
         rel = posixpath.join(rec.label or "unlabelled", posixpath.basename(rel))
     rel = posixpath.normpath(rel)
-    old = name_suffix(posixpath.basename(rel))
+    old = suffix_of(rel)
     suffix = out_format or (old if old.lower() in WRITABLE_SUFFIXES else FALLBACK_SUFFIX)
     return rel[: len(rel) - len(old)] + suffix
 
@@ -35,13 +41,13 @@ def variant_name(base: str, tag: str | None) -> str:
     """`base` with a variant tag before its suffix (`x.png` -> `x__kn95.png`)."""
     if not tag:
         return base
-    suffix = name_suffix(posixpath.basename(base))
+    suffix = suffix_of(base)
     return f"{base[: len(base) - len(suffix)]}__{tag}{suffix}"
 
 
 def sidecars(name: str, occlusion: bool, original: bool) -> list[str]:
     """The files written beside output `name`: its occlusion map and unmasked copy, when asked for."""
-    suffix = name_suffix(posixpath.basename(name))
+    suffix = suffix_of(name)
     stem = name[: len(name) - len(suffix)]
     return ([f"{stem}_occlusion.png"] if occlusion else []) + ([f"{stem}_original{suffix}"] if original else [])
 
@@ -98,9 +104,9 @@ def plan_names(
 
 def _candidates(base: str, rec: Record) -> Iterator[str]:
     """Other names for `base`: the source's suffix added to the stem, then numbers."""
-    suffix = name_suffix(posixpath.basename(base))
+    suffix = suffix_of(base)
     stem = base[: len(base) - len(suffix)]
-    src_suffix = name_suffix(posixpath.basename(rec.name or rec.key)).lstrip(".").lower()
+    src_suffix = suffix_of(rec.name or rec.key).lstrip(".").lower()
     if src_suffix and f".{src_suffix}" != suffix.lower():
         stem = f"{stem}_{src_suffix}"
         yield stem + suffix

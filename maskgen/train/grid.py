@@ -30,11 +30,12 @@ INTEGER = {"epochs", "batch_size", "patience", "seed"}
 
 
 def parse_variant(spec: str, base: TrainArgs) -> tuple[str, TrainArgs]:
-    """`name` or `name:key=value,...` (e.g. `deep-emotion:l1=0.001`) -> (label, training arguments)."""
+    """`name` or `name:key=value;key=value` (e.g. `deep-emotion:l1=0.001`) -> (label, training arguments);
+    commas separate the models themselves."""
     name, _, opts = spec.strip().partition(":")
     MODELS.get(name)
     args = replace(base, model=name)
-    for pair in filter(None, opts.split(";") if ";" in opts else [opts] if opts else []):
+    for pair in filter(None, opts.split(";")):
         key, sep, value = pair.partition("=")
         if not sep or key not in NUMERIC | INTEGER:
             raise BadParameter(
