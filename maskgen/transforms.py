@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from .detectors import detect
-from .errors import BadParameter, MaskgenError
+from .errors import BadParameter
 from .facecache import FaceCache
 from .seeds import CounterRng, item_seed, unit_draws
 from .strategies import STRATEGIES, check_image, get_strategy
-from .strategies.batch import apply_batch, batchable
+from .strategies.batch import apply_grouped
 from .templates import MASK_TYPES
 from .types import Faces
 
@@ -54,7 +54,7 @@ def _to_array(image: Any) -> tuple[np.ndarray, Any]:
                 raise BadParameter(f"a PIL {mode!r} image must hold values in 0-{top}, got {lo:g} to {hi:g}")
             kind = np.float32 if mode == "F" else np.uint16
             return arr.astype(kind), lambda a: Image.fromarray(np.ascontiguousarray(a).astype(kind)).convert(mode)
-        if mode in ("P", "1", "CMYK", "YCbCr", "LAB", "HSV", "PA"):  # masked in RGB(A), returned in that mode
+        if mode in ("P", "1", "CMYK", "YCbCr", "LAB", "HSV", "PA"):  # masked and returned as RGB(A)
             rgb = image.convert("RGBA" if mode == "PA" or "transparency" in image.info else "RGB")
             return np.asarray(rgb), lambda a: Image.fromarray(np.ascontiguousarray(a), rgb.mode)
         return np.asarray(image), lambda a: Image.fromarray(np.ascontiguousarray(a), mode=mode)
@@ -161,21 +161,11 @@ class MaskFaces:
         occ = np.zeros(x.shape[:3], bool)
         strat = get_strategy(self.strategy)
         drawn = [(i, d) for i in range(len(x)) if (d := self._draw(x[i], self._next_seed())) is not None]
-        fast = [(i, faces, p) for i, (faces, p) in drawn if batchable(self.strategy, x[i], faces, p)]
-        done: set[int] = set()
-        if fast:  # one array pass over the stack of these images, written back in place
-            idx = np.array([i for i, _, _ in fast])
-            stack = x[idx]
-            try:
-                occ[idx] = apply_batch(self.strategy, stack, [(faces, p) for _, faces, p in fast])
-                out[idx] = stack
-                done = set(idx.tolist())
-            except MaskgenError:
-                pass
-        for i, (faces, p) in drawn:
-            if i not in done:
-                masked, o = strat.apply(x[i], faces, **p)
-                out[i], occ[i] = masked, o > 0
+        batched = apply_grouped(self.strategy, [(x[i], faces, p) for i, (faces, p) in drawn])
+        for (i, (faces, p)), done in zip(drawn, batched, strict=True):
+            if done is None:
+                done = strat.apply(x[i], faces, **p)
+            out[i], occ[i] = done[0], done[1] > 0
         return (out, occ.astype(np.uint8) * 255) if self.return_occlusion else out
 
     def __repr__(self) -> str:
