@@ -7,7 +7,11 @@ listing, workers, journal); peak RSS is that process tree's maximum resident set
 each the best of two runs on the 10k set. The fixed cost of a run (start-up, and spawning workers for
 --jobs 2) is printed too, from a 5-item conversion: at ~1,000 images/s it is a tenth of a 4000-item run,
 so a small conversion gains less from a second worker.
-Usage: python bench/convert.py [--small 1000 --large 10000]
+
+Output formats: the same 10k crops converted to a folder (one file per image), Parquet shards and WebDataset
+shards, --jobs 1 and 2 (best of two runs each), with peak RSS (target: sharded >= 1.5x the folder's speed
+with --jobs 2). With --fer2013, FER2013's training split (../shared/data/fer2013-train) in each format.
+Usage: python bench/convert.py [--small 1000 --large 10000] [--fer2013]
 """
 
 from __future__ import annotations
@@ -44,15 +48,37 @@ def generate(root: Path, n: int, seed: int = 0) -> None:
         mg.write_image(root / LABELS[i % len(LABELS)] / f"item{i:06d}.png", img)
 
 
-def run(src: Path, dst: Path, jobs: int) -> tuple[float, float]:
+FORMATS = ("folder", "parquet", "webdataset")
+FER2013 = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013-train"
+
+
+def run(src: Path, dst: Path, jobs: int, fmt: str = "folder") -> tuple[float, float]:
     """(seconds, peak RSS MiB) of one `maskgen convert` in a fresh process."""
-    return seconds_and_peak(["-m", "maskgen", "convert", str(src), str(dst), "--jobs", str(jobs), "--quiet"])
+    args = ["-m", "maskgen", "convert", str(src), str(dst), "--jobs", str(jobs), "--quiet", "--output-format", fmt]
+    return seconds_and_peak(args)
+
+
+def best_of_two(src: Path, root: Path, jobs: int, fmt: str) -> tuple[float, float]:
+    runs = [run(src, root / f"{fmt}-{jobs}-{i}", jobs, fmt) for i in range(2)]
+    return min(t for t, _ in runs), max(m for _, m in runs)
+
+
+def formats_table(src: Path, root: Path, n: int) -> None:
+    """Images/s and peak RSS per output format and --jobs, and each format's speed over the folder's."""
+    print(f"\n{'output format':<14} {'jobs':>4} {'img/s':>8} {'vs folder':>10} {'peak RSS':>10}")
+    folder: dict[int, float] = {}
+    for fmt in FORMATS:
+        for jobs in (1, 2):
+            t, peak = best_of_two(src, root, jobs, fmt)
+            folder.setdefault(jobs, t)
+            print(f"{fmt:<14} {jobs:>4} {n / t:>8.0f} {folder[jobs] / t:>9.2f}x {peak:>7.0f} MiB")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--small", type=int, default=1000)
     ap.add_argument("--large", type=int, default=10000)
+    ap.add_argument("--fer2013", action="store_true", help="also FER2013's training split in each format")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -66,6 +92,13 @@ def main() -> None:
         t2 = min(run(root / "large", root / f"o2-{i}", 2)[0] for i in range(2))
         _, m_small = run(root / "small", root / "o3", 1)
         _, m_large = run(root / "large", root / "o4", 1)
+        formats_table(root / "large", root / "formats", args.large)
+        if args.fer2013 and FER2013.is_dir():
+            n = sum(1 for _ in FER2013.glob("*/*"))
+            print(f"\nFER2013 training split ({n} images), --jobs 2:")
+            for fmt in FORMATS:
+                t, peak = run(FER2013, root / f"fer-{fmt}", 2, fmt)
+                print(f"{fmt:<14} {t:>6.1f} s {n / t:>8.0f} img/s {peak:>7.0f} MiB")
     r1, r2 = args.large / t1, args.large / t2
     print(f"{'run':<28} {'figure':>12}")
     print(f"{'fixed cost, --jobs 1 / 2':<28} {f1:>5.2f} / {f2:.2f} s")

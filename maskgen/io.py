@@ -212,6 +212,13 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return _decode(_open(path, data), path)
 
 
+def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """`read_image` of a file's bytes (from a shard, say); `name` is what errors call it."""
+    if (fast := _fast_read(data)) is not None:
+        return fast[0]
+    return _decode(_open(name, data), name)
+
+
 def read_image_with_info(path: str | os.PathLike) -> tuple[np.ndarray, ImageInfo, bytes]:
     """`read_image`, its `image_info` and the file's bytes (for hashing), from one read of the file."""
     data = read_bytes(path)

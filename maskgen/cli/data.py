@@ -265,6 +265,21 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
 @click.option("--min-size", default=16, show_default=True, help="Skip inputs smaller than this (reason: too_small).")
 @click.option("--seed", default=0, show_default=True, help="Run seed; each item's seed derives from it and its path.")
 @click.option(
+    "--output-format",
+    type=click.Choice(["folder", "parquet", "webdataset"]),
+    default="folder",
+    show_default=True,
+    help="One file per image, or shards under DST/data: Parquet (Hugging Face layout) or WebDataset tars.",
+)
+@click.option(
+    "--shard-size",
+    "shard_mb",
+    type=click.FloatRange(min=0, min_open=True),
+    default=256.0,
+    show_default=True,
+    help="About this many MB per shard (parquet, webdataset).",
+)
+@click.option(
     "-j",
     "--jobs",
     default=0,
@@ -297,6 +312,8 @@ def convert_cmd(
     dedup_threshold,
     min_size,
     seed,
+    output_format,
+    shard_mb,
     jobs,
     executor,
     scheduler,
@@ -307,7 +324,8 @@ def convert_cmd(
     """Mask every image of SRC (a labelled folder, FER2013's CSV or a path,label CSV) into DST.
 
     DST mirrors SRC's tree and gets metadata.csv (Hugging Face imagefolder), manifest.jsonl (one row
-    per output) and skips.jsonl (every input without output, with a reason). Interrupted runs resume
+    per output) and skips.jsonl (every input without output, with a reason); with --output-format
+    parquet or webdataset the images go into shards under DST/data instead. Interrupted runs resume
     when the same command is run again.
     """
     from tqdm import tqdm
@@ -341,6 +359,8 @@ def convert_cmd(
         dedup_threshold=dedup_threshold,
         naming=naming,
         format=source_format,
+        output_format=output_format,
+        shard_mb=shard_mb,
     )
     DETECTORS.get(detector)
     bar = tqdm(unit="img", disable=True if quiet else None, dynamic_ncols=True, desc="convert")

@@ -22,6 +22,7 @@ from ..errors import BadParameter, MaskgenError
 from ..io import WRITABLE_SUFFIXES, format_for
 from ..strategies import check_params
 from . import manifest as mf
+from . import shards as sh
 from .dataset_tools import find_duplicates, stratified_sample
 from .items import ConvertConfig, output_path, run_chunk, variant_tag
 from .naming import plan_names, sidecars
@@ -96,6 +97,8 @@ def clear_outputs(dst: Path) -> None:
     for row in mf._read_jsonl(dst / mf.MANIFEST):
         for rel in (row["file_name"], *sidecars(row["file_name"], True, True)):
             (dst / rel).unlink(missing_ok=True)
+        if row.get("shard"):
+            (dst / row["shard"]).unlink(missing_ok=True)
     for split in mf.HF_SPLIT_FOLDERS:
         (dst / split / mf.SPLIT_METADATA).unlink(missing_ok=True)
     for name in (mf.MANIFEST, mf.SKIPS, mf.METADATA, mf.CONFLICTS):
@@ -157,12 +160,15 @@ def _exit_with_parent(parent: int, every: float = 0.5) -> None:
 
 
 def chunk_lines(records: list[Record], cfg: ConvertConfig, dst: str, excluded: dict[str, str]) -> list[tuple]:
-    """`run_chunk`, its rows as (kind, source, row key, journal line): serialised where they are made, so a pool's
-    main process only appends text (its share of the work is what limits the speed-up of --jobs)."""
+    """`run_chunk`, its rows as (kind, source, row key, journal line, files): serialised where they are made, so
+    a pool's main process only appends text (its share of the work is what limits the speed-up of --jobs).
+    `files` holds a sharded output's encoded files (None when they are written already)."""
     out = []
     for ev in run_chunk(records, cfg, dst, excluded):
         kind = ev.pop("kind")
-        out.append((kind, ev["source"], (mf.output_key if kind == "output" else mf.skip_key)(ev), mf.journal_line(ev)))
+        files = ev.pop("_files", None)
+        key = (mf.output_key if kind == "output" else mf.skip_key)(ev)
+        out.append((kind, ev["source"], key, mf.journal_line(ev), files))
     return out
 
 
@@ -177,6 +183,12 @@ def check_config(cfg: ConvertConfig) -> None:
         raise BadParameter(f"--sample must be at least 1, got {cfg.sample}")
     if cfg.variants < 1:
         raise BadParameter("--variants-per-image must be at least 1")
+    if cfg.output_format not in sh.OUTPUT_FORMATS:
+        raise BadParameter(f"--output-format {cfg.output_format}: choose one of {', '.join(sh.OUTPUT_FORMATS)}")
+    if cfg.sharded:
+        if cfg.shard_mb <= 0:
+            raise BadParameter(f"--shard-size must be above 0 MB, got {cfg.shard_mb:g}")
+        sh.check_writer(cfg.output_format)
     if cfg.dedup_threshold < 0:
         raise BadParameter(f"--dedup-threshold must be 0 or more, got {cfg.dedup_threshold}")
     if cfg.out_format is not None:
@@ -333,18 +345,33 @@ def _convert(src, dst, cfg, jobs, overwrite, executor, scheduler, progress, tota
     names = plan_names(named, cfg.out_format, tags, cfg.occlusion, cfg.keep_original)
     done, total = _resume(journal, dst, records, cfg, excluded, names)
     summary = Summary(resumed=len(done), conflicts=len(conflicts))
+    shards: list[sh.Shard] = []
+    if cfg.sharded:
+        shards = sh.plan_shards(records(), cfg.output_format, cfg.shard_mb, _bytes_per_source(cfg))
+        done = _finished_shards(journal, dst, shards, done)
+        summary.resumed = len(done)
     if total_callback is not None:
         total_callback(total)
     if progress is not None and done:
         progress(len(done))
-
-    todo = (replace(r, out=names[r.key]) if r.key in names else r for r in records() if r.key not in done)
+    shard_of = {k: s.name for s in shards for k in s.sources}
+    todo = (
+        replace(r, out=names.get(r.key, r.out), shard=shard_of.get(r.key, "")) for r in records() if r.key not in done
+    )
     sub_excluded = excluded
 
+    def journal_lines(lines: list[tuple]) -> None:
+        journal.record([(kind, key, line) for kind, _, key, line, _ in lines])
+
+    sink = sh.ShardSink(dst, cfg.output_format, shards, set(shard_of) - done, journal_lines) if shards else None
+
     def handle(lines: list[tuple]) -> None:
-        journal.record([(kind, key, line) for kind, _, key, line in lines])
+        if sink is not None:
+            sink.add(lines)
+        else:
+            journal_lines(lines)
         if progress is not None:
-            progress(len({source for _, source, _, _ in lines}))
+            progress(len({line[1] for line in lines}))
 
     with journal:
         if executor == "dask":
@@ -359,10 +386,44 @@ def _convert(src, dst, cfg, jobs, overwrite, executor, scheduler, progress, tota
                 _run_pool(pool, todo, cfg, dst, sub_excluded, handle, jobs)
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
-    totals = mf.finalize(dst, journal)
+    if sink is not None:
+        sink.finish()
+    if cfg.sharded:
+        planned_files = {dst / s.name for s in shards}
+        for stale in sh.shard_files(dst):  # from an earlier plan (SRC changed since)
+            if stale not in planned_files:
+                stale.unlink()
+    totals = mf.finalize(dst, journal, per_split=not cfg.sharded)
     summary.outputs, summary.skipped, summary.inputs = totals.outputs, totals.skipped, totals.inputs
     summary.complete = True
     return summary
+
+
+def _bytes_per_source(cfg: ConvertConfig) -> float:
+    """About how many bytes of output one source makes, per byte of its own (for sizing shards)."""
+    return len(cfg.plan()) * (1 + cfg.keep_original + 0.2 * cfg.occlusion)
+
+
+def _finished_shards(journal: mf.Journal, dst: Path, shards: list[sh.Shard], done: set[str]) -> set[str]:
+    """The done sources whose whole shard is written; the rows of the others' sources are dropped, so their
+    shards are made again whole (a run killed between writing a shard and journalling it, or a shard whose
+    sources changed)."""
+    entries = journal.scan()
+    finished: set[str] = set()
+    redo: set[str] = set()
+    for shard in shards:
+        named = set().union(*(entries[k].shards for k in shard.sources if k in entries))
+        whole = all(k in done for k in shard.sources) and named <= {shard.name}
+        if whole and (not named or (dst / shard.name).exists()):
+            finished.update(shard.sources)
+        else:
+            redo.update(k for k in shard.sources if k in entries)
+    planned = {k for s in shards for k in s.sources}
+    redo |= entries.keys() - planned
+    if redo:
+        journal.purge(redo, lambda names: None)  # the shards themselves are written again whole
+        journal.scan()
+    return finished
 
 
 def _subset(excluded: dict[str, str], chunk: list[Record], cfg: ConvertConfig) -> dict[str, str]:

@@ -25,6 +25,13 @@ def load_hf(dst: str | Path, labels: list[str] | None = None) -> Any:
     except ImportError:
         raise MissingExtra("load_hf needs the hf extra: pip install 'maskgen[hf]'") from None
     dst = Path(dst)
+    parquet = sorted((dst / "data").glob("*.parquet")) if (dst / "data").is_dir() else []
+    if parquet:  # a sharded output (--output-format parquet) is a Parquet dataset
+        ds = datasets.load_dataset("parquet", data_dir=str(dst))
+        found = {lab for split in ds.values() for lab in split["label"]}
+        if labels and found - set(labels):
+            raise BadParameter(f"labels {sorted(found - set(labels))} are not in the given label list")
+        return ds.cast_column("label", datasets.ClassLabel(names=labels or sorted(found)))
     if not (dst / mf.METADATA).exists():
         raise BadParameter(f"{dst} has no {mf.METADATA}; run `maskgen convert` first")
     rows = mf.read_metadata(dst)

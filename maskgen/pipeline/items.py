@@ -17,7 +17,7 @@ import numpy as np
 
 from ..detectors import detect_batch
 from ..errors import MaskgenError, NotAnImage
-from ..io import format_for, read_image_with_info, write_image
+from ..io import encode_image, format_for, read_image_with_info, write_image
 from ..seeds import generator, item_seed
 from ..strategies import get_strategy
 from ..strategies.batch import apply_grouped
@@ -50,12 +50,20 @@ class ConvertConfig:
     dedup_threshold: float = 2.0  # mean absolute difference (0-255) of 32x32 gray thumbnails
     naming: str | None = None
     format: str | None = None
+    output_format: str = "folder"  # folder | parquet | webdataset
+    shard_mb: float = 256.0  # about this many MB per shard (parquet, webdataset)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["types"] = list(self.types)
         d["size"] = list(self.size) if self.size else None
+        if self.output_format == "folder":  # as a folder DST's config always read
+            del d["output_format"], d["shard_mb"]
         return d
+
+    @property
+    def sharded(self) -> bool:
+        return self.output_format != "folder"
 
     def plan(self) -> list[tuple[int, str | None]]:
         """(variant index, mask type or None) for every output made from one input."""
@@ -189,15 +197,24 @@ def _write(job: _Job, cfg: ConvertConfig, root: str) -> dict[str, Any]:
             notes.append(f"{given or 'no suffix'} cannot be written; written as {fmt} (lossless)")
     out, mode = _in_mode(src, job.out, job.occlusion, fmt, notes)
     out = _resize(out, cfg.size)
-    write_image(os.path.join(root, rel), out, quality=src.quality)
+    files: dict[str, tuple[str, np.ndarray, int | None]] = {"image": (rel, out, src.quality)}
     extra = sidecars(rel, cfg.occlusion, cfg.keep_original)
     if cfg.occlusion:
-        write_image(os.path.join(root, extra.pop(0)), _resize(job.occlusion, cfg.size, True))
+        files["occlusion"] = (extra.pop(0), _resize(job.occlusion, cfg.size, True), None)
     if cfg.keep_original:
         original = src.native if src.native is not None and mode == src.native_mode else src.img
-        write_image(os.path.join(root, extra[0]), _resize(original, cfg.size), quality=src.quality)
+        files["original"] = (extra[0], _resize(original, cfg.size), src.quality)
+    encoded: dict[str, tuple[str, bytes]] = {}
+    for role, (name, arr, quality) in files.items():
+        if cfg.sharded:  # kept for the shard: the parent writes it with the rest of its shard
+            try:
+                encoded[role] = (name, encode_image(arr, format_for(name), quality))
+            except OSError as e:
+                raise MaskgenError(f"{name}: cannot encode as {format_for(name)} ({e})") from None
+        else:
+            write_image(os.path.join(root, name), arr, quality=quality)
     sources = sorted(set(use.landmark_source))
-    return {
+    row = {
         "kind": "output",
         "file_name": rel,
         "label": rec.label,
@@ -223,6 +240,10 @@ def _write(job: _Job, cfg: ConvertConfig, root: str) -> dict[str, Any]:
         "notes": notes,
         "extra": rec.extra,
     }
+    if cfg.sharded:
+        row["shard"] = rec.shard
+        row["_files"] = encoded
+    return row
 
 
 def _excluded_skip(rec: Record, rule: str, variant: int | None = None) -> dict[str, Any]:

@@ -80,9 +80,10 @@ EXCLUSION_REASONS = frozenset({"duplicate", "not_sampled", "bad_label"})  # deci
 class Entry:
     """What the journal holds for one source: its skip (whole), its variants, and what it was read as."""
 
-    __slots__ = ("seen", "variants", "whole")
+    __slots__ = ("seen", "shards", "variants", "whole")
 
     def __init__(self) -> None:
+        self.shards: set[str] = set()  # the shards its outputs are in (sharded outputs)
         self.whole: str | None = None  # "reason: message" when skipped whole
         self.variants: dict[int, tuple[str, str]] = {}  # variant -> ("file", file_name) or ("skip", rule)
         self.seen: tuple[int | None, int | None, str | None] | None = None  # size, mtime_ns, sha256
@@ -93,6 +94,8 @@ class Entry:
             self.whole = rule
         else:
             self.variants[row["variant"]] = ("skip", rule) if rule else ("file", row["file_name"])
+        if "shard" in row:
+            self.shards.add(row["shard"])
         if "source_sha256" in row or "source_size" in row:
             self.seen = (row.get("source_size"), row.get("source_mtime_ns"), row.get("source_sha256"))
 
@@ -234,34 +237,35 @@ def _sorted_rewrite(
     os.replace(tmp, path)
 
 
-def finalize(dst: Path, journal: Journal | None = None) -> Totals:
+def finalize(dst: Path, journal: Journal | None = None, per_split: bool = True) -> Totals:
     """Sort manifest and skips, drop rows repeated by a resumed run, and write metadata.csv (streaming).
 
     `journal`: the run's journal, whose index saves reading the files twice. Every file is written under
-    a temp name and moved in; a failure (a full disk) removes the temp files and leaves the old ones."""
+    a temp name and moved in; a failure (a full disk) removes the temp files and leaves the old ones.
+    `per_split`: also `<split>/metadata.jsonl` where the layout has split folders (not for shards)."""
     try:
-        return _finalize(dst, journal)
+        return _finalize(dst, journal, per_split)
     except BaseException:
         for part in (*dst.glob("*.sorted.part"), dst / (METADATA + ".part")):
             part.unlink(missing_ok=True)
         raise
 
 
-def _finalize(dst: Path, journal: Journal | None = None) -> Totals:
+def _finalize(dst: Path, journal: Journal | None = None, per_split: bool = True) -> Totals:
     totals = Totals()
     sources: set[str] = set()
     meta_tmp = dst / (METADATA + ".part")
     for path in (dst / MANIFEST, dst / SKIPS):
         path.touch()
-    per_split = SplitMetadata(dst)
-    with open(meta_tmp, "w", newline="", encoding="utf-8") as meta, per_split:
+    splits = SplitMetadata(dst, per_split)
+    with open(meta_tmp, "w", newline="", encoding="utf-8") as meta, splits:
         writer = csv.DictWriter(meta, fieldnames=METADATA_COLUMNS, lineterminator="\n")
         writer.writeheader()
 
         def on_row(row: dict) -> None:
             out = metadata_row(row)
             writer.writerow(out)
-            per_split.add(out)
+            splits.add(out)
             totals.outputs += 1
             sources.add(row["source"])
 
@@ -280,9 +284,9 @@ def _finalize(dst: Path, journal: Journal | None = None) -> Totals:
     if stale:  # never expected; the files are whole, so read them afresh
         for part in dst.glob("*.sorted.part"):
             part.unlink()
-        return _finalize(dst)
+        return _finalize(dst, None, per_split)
     os.replace(meta_tmp, dst / METADATA)
-    per_split.commit()
+    splits.commit()
     totals.inputs = len(sources)
     return totals
 
@@ -297,8 +301,8 @@ class SplitMetadata:
     (`train/<label>/...`): Hugging Face's imagefolder reads metadata per split folder, so every column
     then loads with each split (and JSON keeps empty text columns as text)."""
 
-    def __init__(self, dst: Path) -> None:
-        self.dst, self.files, self.usable = dst, {}, True
+    def __init__(self, dst: Path, wanted: bool = True) -> None:
+        self.dst, self.files, self.usable = dst, {}, wanted
 
     def __enter__(self) -> SplitMetadata:
         return self

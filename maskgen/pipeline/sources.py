@@ -47,6 +47,7 @@ class Record:
     name: str = ""
     out: str = ""
     problem: str = ""
+    shard: str = ""  # the shard `convert` planned for its outputs (--output-format parquet|webdataset)
 
 
 # -- file-name schemes -------------------------------------------------------------------------------

@@ -64,6 +64,11 @@ def split_dataset(
     if by not in ("subject", "source"):
         raise BadParameter(f"--by must be subject or source, got {by!r}")
     rows = mf._read_jsonl(dst / mf.MANIFEST)
+    if any(r.get("shard") for r in rows):
+        raise BadParameter(
+            f"{dst} holds shards, whose split columns cannot be rewritten in place; split the folder output "
+            "(--output-format folder) or train with --split subject|random, which split on the fly"
+        )
     missing = sum(1 for r in rows if not r.get("subject"))
     note = ""
     if by == "subject" and missing == len(rows):

@@ -4,6 +4,7 @@ split it honestly (subject-disjoint when subject ids exist; variants of one sour
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,9 @@ import cv2
 import numpy as np
 
 from ..errors import BadParameter, MaskgenError
-from ..io import IMAGE_SUFFIXES, read_image
+from ..io import IMAGE_SUFFIXES, decode_image, read_image
+from ..pipeline.manifest import MANIFEST
+from ..pipeline.shards import read_shard, shard_files
 from ..pipeline.sources import folder_records
 from ..pipeline.splits import assign
 
@@ -26,6 +29,7 @@ class Item:
     subject: str = ""
     split: str = ""
     source: str = ""  # the input an output was made from: groups variants together
+    member: str = ""  # for a sharded output: the image's name inside the shard `path`
 
     @property
     def group_source(self) -> str:
@@ -39,9 +43,15 @@ def load_items(data: Path) -> list[Item]:
     if meta.exists():
         with open(meta, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
+        shard = _shard_of(data)
         items = [
             Item(
-                data / r["file_name"], r.get("label", ""), r.get("subject", ""), r.get("split", ""), r.get("source", "")
+                data / shard[r["file_name"]] if r["file_name"] in shard else data / r["file_name"],
+                r.get("label", ""),
+                r.get("subject", ""),
+                r.get("split", ""),
+                r.get("source", ""),
+                r["file_name"] if r["file_name"] in shard else "",
             )
             for r in rows
         ]
@@ -59,6 +69,15 @@ def load_items(data: Path) -> list[Item]:
     return items
 
 
+def _shard_of(data: Path) -> dict[str, str]:
+    """file_name -> shard for a sharded maskgen output (--output-format parquet|webdataset); else empty."""
+    if not shard_files(data):
+        return {}
+    with open(data / MANIFEST, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    return {r["file_name"]: r["shard"] for r in rows if r.get("shard")}
+
+
 def to_gray(img: np.ndarray, size: int) -> np.ndarray:
     gray = img if img.ndim == 2 else cv2.cvtColor(img[..., :3], cv2.COLOR_RGB2GRAY)
     if gray.shape != (size, size):
@@ -70,11 +89,22 @@ def to_gray(img: np.ndarray, size: int) -> np.ndarray:
 def load_images(items: Sequence[Item], size: int = 48) -> np.ndarray:
     """(N, size, size) uint8 grayscale, read in parallel threads (decoding releases the GIL)."""
 
+    packed: dict[tuple[Path, str], bytes] = {}
+    wanted = {(it.path, it.member) for it in items if it.member}
+    for shard in sorted({path for path, _ in wanted}):  # each shard read once, whole
+        for row, data in read_shard(shard):
+            if (shard, row["file_name"]) in wanted:
+                packed[shard, row["file_name"]] = data
+
     def one(it: Item) -> np.ndarray:
         try:
+            if it.member:
+                if (it.path, it.member) not in packed:
+                    raise MaskgenError(f"not in its shard {it.path}")
+                return to_gray(decode_image(packed[it.path, it.member], it.member), size)
             return to_gray(read_image(it.path), size)
         except MaskgenError as e:
-            raise MaskgenError(f"cannot read training image {it.path}: {e}") from None
+            raise MaskgenError(f"cannot read training image {it.member or it.path}: {e}") from None
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         return np.stack(list(pool.map(one, items))) if items else np.zeros((0, size, size), np.uint8)

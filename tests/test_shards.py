@@ -1,0 +1,182 @@
+"""Sharded outputs (--output-format parquet|webdataset): the same samples as a folder output, readable by
+`datasets` and `webdataset`, whole shards only, and a killed run resumed to the same bytes."""
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from maskgen.cli import main
+from maskgen.pipeline import ConvertConfig, convert
+from maskgen.pipeline.shards import read_shard, shard_files
+from maskgen.train.data import load_images, load_items
+
+from .conftest import EXAMPLES, SHARED, shared_set
+from .test_pipeline import CONVERT, rows_of
+
+pytest.importorskip("pyarrow")
+ROLES = {"image": "", "occlusion": "_occlusion", "original": "_original"}
+
+
+def cfg(fmt: str, **kw) -> ConvertConfig:
+    base = {"types": ("random",), "params": {"color": "random"}, "occlusion": True, "keep_original": True}
+    return ConvertConfig(output_format=fmt, shard_mb=0.05, **(base | kw))
+
+
+def folder_files(dst: Path, row: dict) -> dict[str, bytes]:
+    stem, suffix = row["file_name"].rsplit(".", 1)
+    names = {"image": row["file_name"], "occlusion": f"{stem}_occlusion.png", "original": f"{stem}_original.{suffix}"}
+    return {role: (dst / name).read_bytes() for role, name in names.items()}
+
+
+def parquet_samples(dst: Path) -> dict[str, dict]:
+    import pyarrow.parquet as pq
+
+    out = {}
+    for shard in shard_files(dst):
+        for row in pq.read_table(shard).to_pylist():
+            out[row["file_name"]] = row
+    return out
+
+
+def tar_samples(dst: Path) -> dict[str, dict[str, bytes]]:
+    import tarfile
+
+    out: dict[str, dict[str, bytes]] = {}
+    for shard in shard_files(dst):
+        with tarfile.open(shard) as tar:
+            for m in tar:
+                key, _, field = m.name.partition(".")
+                out.setdefault(key, {})[field] = tar.extractfile(m).read()
+    return out
+
+
+@pytest.mark.parametrize("source", ["examples", "fer2013-dev"])
+def test_folder_parquet_and_webdataset_hold_the_same_samples(tmp_path, source):
+    src = EXAMPLES if source == "examples" else SHARED / source
+    if source != "examples":
+        shared_set(source)
+    for fmt in ("folder", "parquet", "webdataset"):
+        convert(src, tmp_path / fmt, cfg(fmt), jobs=1 if fmt == "folder" else 2)
+    folder = {r["file_name"]: r for r in rows_of(tmp_path / "folder")}
+    assert len(folder) >= 6
+    for fmt in ("parquet", "webdataset"):
+        rows = rows_of(tmp_path / fmt)
+        assert len(shard_files(tmp_path / fmt)) >= 2  # 0.05 MB shards
+        assert {r["shard"] for r in rows} == {f"data/{p.name}" for p in shard_files(tmp_path / fmt)}
+        assert {r["file_name"]: {k: v for k, v in r.items() if k != "shard"} for r in rows} == folder
+        assert (tmp_path / fmt / "skips.jsonl").read_bytes() == (tmp_path / "folder" / "skips.jsonl").read_bytes()
+        assert not list((tmp_path / fmt).rglob("*.jpg")) and not list((tmp_path / fmt).rglob("*.png"))
+    pq_rows = parquet_samples(tmp_path / "parquet")
+    tars = tar_samples(tmp_path / "webdataset")
+    meta = (tmp_path / "folder" / "metadata.csv").read_text().splitlines()[1:]
+    assert len(pq_rows) == len(folder) == len(meta) and len(tars) == len(folder)
+    for name, row in folder.items():
+        files = folder_files(tmp_path / "folder", row)
+        got = pq_rows[name]
+        assert {role: got[role]["bytes"] for role in ROLES} == files, name
+        assert (got["label"], got["seed"], got["source"]) == (row["label"], row["seed"], row["source"])
+        key, suffix = name.rsplit(".", 1)
+        sample = tars[key.replace(".", "_")]
+        assert sample[suffix.lower()] == files["image"] and sample["occlusion.png"] == files["occlusion"]
+        assert sample[f"original.{suffix.lower()}"] == files["original"]
+        assert {k: v for k, v in json.loads(sample["json"]).items() if k != "shard"} == row
+
+
+def test_parquet_loads_with_datasets_and_tars_with_webdataset(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    wds = pytest.importorskip("webdataset")
+    convert(EXAMPLES, tmp_path / "pq", cfg("parquet"))
+    ds = datasets.load_dataset("parquet", data_dir=str(tmp_path / "pq"))
+    rows = rows_of(tmp_path / "pq")
+    assert ds["train"].num_rows == len(rows)
+    first = ds["train"][0]
+    assert first["image"].size == (first["original"].size) and first["occlusion"].mode == "L"
+    assert isinstance(ds["train"].features["image"], datasets.Image) and ds["train"].features["seed"].dtype == "int64"
+    import maskgen as mg
+
+    typed = mg.load_hf(tmp_path / "pq")
+    assert typed["train"].features["label"].names == sorted({r["label"] for r in rows})
+    convert(EXAMPLES, tmp_path / "wds", cfg("webdataset"))
+    urls = [str(p) for p in shard_files(tmp_path / "wds")]
+    samples = list(wds.WebDataset(urls, shardshuffle=False).decode("rgb8"))
+    assert len(samples) == len(rows)
+    assert {s["json"]["file_name"] for s in samples} == {r["file_name"] for r in rows}
+    img = next(v for k, v in samples[0].items() if k in ("jpg", "png"))
+    assert img.ndim == 3 and img.dtype == np.uint8
+
+
+def test_jobs_do_not_change_the_shards(tmp_path):
+    for jobs in (1, 2):
+        convert(EXAMPLES, tmp_path / f"j{jobs}", cfg("parquet"), jobs=jobs)
+    one, two = shard_files(tmp_path / "j1"), shard_files(tmp_path / "j2")
+    assert [p.name for p in one] == [p.name for p in two] and len(one) >= 2
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(one, two, strict=True))
+
+
+def test_a_lost_or_unjournalled_shard_is_written_again(tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    convert(EXAMPLES, full, cfg("webdataset"))
+    convert(EXAMPLES, cut, cfg("webdataset"))
+    shards = shard_files(cut)
+    shards[0].unlink()  # a shard gone (its rows still journalled)
+    manifest = (cut / "manifest.jsonl").read_text().splitlines(keepends=True)
+    in_last = f"data/{shards[-1].name}"
+    kept = [line for line in manifest if json.loads(line)["shard"] != in_last]
+    (cut / "manifest.jsonl").write_text("".join(kept))  # killed after writing the shard, before its rows
+    summary = convert(EXAMPLES, cut, cfg("webdataset"))
+    assert summary.resumed and summary.resumed < summary.inputs
+    assert [p.read_bytes() for p in shard_files(cut)] == [p.read_bytes() for p in shard_files(full)]
+    assert (cut / "manifest.jsonl").read_bytes() == (full / "manifest.jsonl").read_bytes()
+
+
+def test_kill_9_and_resume_gives_the_same_shards(tmp_path):
+    src = SHARED / "fer2013-dev"
+    shared_set("fer2013-dev")
+    cmd = [*CONVERT, str(src), "--quiet", "--output-format", "parquet", "--shard-size", "0.1", "--jobs", "2"]
+    subprocess.run([*cmd, str(tmp_path / "full")], check=True, capture_output=True)
+    proc = subprocess.Popen([*cmd, str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while len(shard_files(tmp_path / "killed")) < 2 and time.time() < deadline:
+        assert proc.poll() is None, "the conversion ended before it could be killed"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = len(shard_files(tmp_path / "killed"))
+    assert 2 <= written < len(shard_files(tmp_path / "full"))
+    out = subprocess.run([*cmd, str(tmp_path / "killed")], check=True, capture_output=True, text=True)
+    assert "already done" in out.stdout
+    for name in ("manifest.jsonl", "skips.jsonl", "metadata.csv"):
+        assert (tmp_path / "full" / name).read_bytes() == (tmp_path / "killed" / name).read_bytes(), name
+    full, killed = shard_files(tmp_path / "full"), shard_files(tmp_path / "killed")
+    assert [p.name for p in full] == [p.name for p in killed]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(full, killed, strict=True))
+    assert not [p for p in (tmp_path / "killed").rglob("*") if p.name.endswith(".part")]
+
+
+def test_training_reads_a_sharded_output_as_the_folder(tmp_path):
+    convert(EXAMPLES, tmp_path / "folder", cfg("folder"))
+    convert(EXAMPLES, tmp_path / "tars", cfg("webdataset"))
+    a, b = load_items(tmp_path / "folder"), load_items(tmp_path / "tars")
+    assert [i.member for i in b] == [i.path.relative_to(tmp_path / "folder").as_posix() for i in a]
+    assert all(i.path.suffix == ".tar" for i in b)
+    assert np.array_equal(load_images(a), load_images(b))
+    row, data = next(read_shard(b[0].path))
+    assert row["file_name"] and data[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xdb")
+
+
+def test_sharded_output_errors_are_one_line(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(main, ["convert", str(EXAMPLES), str(tmp_path / "x"), "--output-format", "zip"])
+    assert res.exit_code == 2 and "zip" in res.output
+    res = runner.invoke(main, ["convert", str(EXAMPLES), str(tmp_path / "x"), "--output-format", "parquet"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["split", str(tmp_path / "x")])
+    assert res.exit_code != 0 and "shards" in res.output and "Traceback" not in res.output
+    res = runner.invoke(main, ["convert", str(EXAMPLES), str(tmp_path / "x")])  # folder into a parquet DST
+    assert res.exit_code != 0 and "output_format" in res.output
