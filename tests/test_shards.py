@@ -82,7 +82,7 @@ def test_folder_parquet_and_webdataset_hold_the_same_samples(tmp_path, source):
         assert {role: got[role]["bytes"] for role in ROLES} == files, name
         assert (got["label"], got["seed"], got["source"]) == (row["label"], row["seed"], row["source"])
         key, suffix = name.rsplit(".", 1)
-        sample = tars[key.replace(".", "_")]
+        sample = tars[key.replace("%", "%25").replace(".", "%2E")]
         assert sample[suffix.lower()] == files["image"] and sample["occlusion.png"] == files["occlusion"]
         assert sample[f"original.{suffix.lower()}"] == files["original"]
         assert {k: v for k, v in json.loads(sample["json"]).items() if k != "shard"} == row
@@ -180,3 +180,19 @@ def test_sharded_output_errors_are_one_line(tmp_path):
     assert res.exit_code != 0 and "shards" in res.output and "Traceback" not in res.output
     res = runner.invoke(main, ["convert", str(EXAMPLES), str(tmp_path / "x")])  # folder into a parquet DST
     assert res.exit_code != 0 and "output_format" in res.output
+
+
+def test_webdataset_keys_stay_distinct_and_tars_stay_standard(tmp_path):
+    import tarfile
+
+    from maskgen.pipeline.shards import join_tar, sample_key, tar_sample
+
+    names = ["a/x.b.png", "a/x_b.png", "a/x%2Eb.png", "a/x.png"]
+    keys = [sample_key(n) for n in names]
+    assert len(set(keys)) == len(names) and all("." not in k for k in keys)
+    blob = join_tar([tar_sample({"file_name": n}, {"image": (n, n.encode() * 3)}) for n in names])
+    (tmp_path / "t.tar").write_bytes(blob)
+    with tarfile.open(tmp_path / "t.tar") as tar:
+        got = {m.name: tar.extractfile(m).read() for m in tar}
+    assert len(got) == 2 * len(names) and got[f"{keys[0]}.png"] == b"a/x.b.png" * 3
+    assert len(blob) % tarfile.RECORDSIZE == 0

@@ -162,13 +162,15 @@ def _exit_with_parent(parent: int, every: float = 0.5) -> None:
 def chunk_lines(records: list[Record], cfg: ConvertConfig, dst: str, excluded: dict[str, str]) -> list[tuple]:
     """`run_chunk`, its rows as (kind, source, row key, journal line, files): serialised where they are made, so
     a pool's main process only appends text (its share of the work is what limits the speed-up of --jobs).
-    `files` holds a sharded output's encoded files (None when they are written already)."""
+    For a sharded output the last item is (file name, the sample packed for its shard), else None."""
     out = []
+    pack = sh.SHARD_FORMATS.create(cfg.output_format).pack if cfg.sharded else None
     for ev in run_chunk(records, cfg, dst, excluded):
         kind = ev.pop("kind")
         files = ev.pop("_files", None)
         key = (mf.output_key if kind == "output" else mf.skip_key)(ev)
-        out.append((kind, ev["source"], key, mf.journal_line(ev), files))
+        packed = (ev["file_name"], pack(ev, files)) if pack is not None and files is not None else None
+        out.append((kind, ev["source"], key, mf.journal_line(ev), packed))
     return out
 
 

@@ -12,7 +12,7 @@ and the next run redoes exactly the sources of the unfinished shards.
   features in the schema: `datasets.load_dataset("parquet", data_dir=DST)` reads it typed.
 - `webdataset`: `DST/data/<split>-NNNNNN.tar`, per sample `KEY.<ext>` (the image), `KEY.json` (its
   manifest row), `KEY.occlusion.png` and `KEY.original.<ext>` when asked for; KEY is the output path
-  without its suffix (dots in it made `_`: WebDataset splits a name at its first dot).
+  without its suffix, `.` written `%2E` (WebDataset splits a name at its first dot).
 """
 
 from __future__ import annotations
@@ -58,8 +58,17 @@ class Sample:
     files: dict[str, tuple[str, bytes]]
 
 
-Writer = Callable[[list[Sample]], bytes]
-SHARD_FORMATS: Registry[tuple[str, Writer]] = Registry("output format")
+@dataclass(frozen=True)
+class ShardFormat:
+    """How one output format names its shards, packs a sample (in the worker that made it) and joins the
+    packed samples of a shard, sorted by output name, into the shard's bytes (in the process that writes)."""
+
+    pattern: str
+    pack: Callable[[dict[str, Any], dict[str, tuple[str, bytes]]], Any]
+    join: Callable[[list[Any]], bytes]
+
+
+SHARD_FORMATS: Registry[ShardFormat] = Registry("output format")
 
 
 def source_bytes(rec: Record) -> int:
@@ -86,7 +95,7 @@ def plan_shards(records: Iterable[Record], fmt: str, shard_mb: float, outputs_pe
             filled[split] = 0.0
         parts[-1].append(rec.key)
         filled[split] = filled.get(split, 0.0) + size
-    pattern, _ = SHARD_FORMATS.create(fmt)
+    pattern = SHARD_FORMATS.create(fmt).pattern
     return [
         Shard(posixpath.join(DATA_DIR, pattern.format(split=split, i=i, n=len(parts))), split, tuple(keys))
         for split, parts in groups.items()
@@ -103,8 +112,8 @@ def _hf_features(images: list[str]) -> dict[str, Any]:
 
 
 @SHARD_FORMATS.register("parquet", "Parquet shards with an image column (Hugging Face layout)")
-def _parquet_spec() -> tuple[str, Writer]:
-    return "{split}-{i:05d}-of-{n:05d}.parquet", write_parquet
+def _parquet_format() -> ShardFormat:
+    return ShardFormat("{split}-{i:05d}-of-{n:05d}.parquet", Sample, write_parquet)
 
 
 def write_parquet(samples: list[Sample]) -> bytes:
@@ -133,49 +142,51 @@ def write_parquet(samples: list[Sample]) -> bytes:
 
 
 @SHARD_FORMATS.register("webdataset", "WebDataset tar shards (image, .json metadata, sidecars per sample)")
-def _webdataset_spec() -> tuple[str, Writer]:
-    return "{split}-{i:06d}.tar", write_tar
+def _webdataset_format() -> ShardFormat:
+    return ShardFormat("{split}-{i:06d}.tar", tar_sample, join_tar)
 
 
 def sample_key(file_name: str) -> str:
-    """A WebDataset key for an output path: the path without its suffix, dots made `_`."""
+    """A WebDataset key for an output path: the path without its suffix, `%` and `.` percent-encoded
+    (WebDataset splits a name at its first dot; distinct output names keep distinct keys)."""
     stem = file_name[: len(file_name) - len(suffix_of(file_name))]
-    return stem.replace(".", "_")
+    return stem.replace("%", "%25").replace(".", "%2E")
 
 
-def write_tar(samples: list[Sample]) -> bytes:
-    """One tar (POSIX, fixed times and owners, so the same samples give the same bytes)."""
-    buf = io.BytesIO()
-    seen: set[str] = set()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for s in samples:
-            key = base = sample_key(s.row["file_name"])
-            n = 1
-            while key in seen:  # `a.b.png` and `a_b.png` in one shard
-                n += 1
-                key = f"{base}_{n}"
-            seen.add(key)
-            members = [(f"{key}.json", (json.dumps(s.row, sort_keys=True) + "\n").encode())]
-            for role, (name, data) in s.files.items():
-                members.append((f"{key}{'' if role == 'image' else '.' + role}{suffix_of(name).lower()}", data))
-            for name, data in members:
-                info = tarfile.TarInfo(name)
-                info.size, info.mtime, info.mode = len(data), 0, 0o644
-                tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+def tar_sample(row: dict[str, Any], files: dict[str, tuple[str, bytes]]) -> bytes:
+    """One sample's tar members (`KEY.json`, `KEY.<ext>`, `KEY.occlusion.png`, `KEY.original.<ext>`), as
+    `tarfile` writes them in PAX format with fixed times and owners: the same sample, the same bytes."""
+    key = sample_key(row["file_name"])
+    members = [(f"{key}.json", (json.dumps(row, sort_keys=True) + "\n").encode())]
+    for role, (name, data) in files.items():
+        members.append((f"{key}{'' if role == 'image' else '.' + role}{suffix_of(name).lower()}", data))
+    out = []
+    for name, data in members:
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode = len(data), 0, 0o644
+        out += [info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"), data]
+        out.append(bytes(-len(data) % tarfile.BLOCKSIZE))
+    return b"".join(out)
+
+
+def join_tar(samples: list[bytes]) -> bytes:
+    """A tar of packed samples: the members, the end-of-archive blocks, padding to a whole record."""
+    body = b"".join(samples) + bytes(2 * tarfile.BLOCKSIZE)
+    return body + bytes(-len(body) % tarfile.RECORDSIZE)
 
 
 class ShardSink:
     """Collects a run's finished sources and writes each shard once all its sources are in.
 
-    `add` takes `chunk_lines` results; `journal` is called with the lines of each shard after the shard
-    file is in place (so the journal never names a source whose shard is not written).
+    `add` takes `chunk_lines` results (for outputs, the last item is (file name, packed sample)); `journal`
+    is called with the lines of each shard after the shard file is in place (so the journal never names a
+    source whose shard is not written).
     """
 
     def __init__(
         self, dst: Path, fmt: str, shards: list[Shard], todo: set[str], journal: Callable[[list[tuple]], None]
     ) -> None:
-        _, self.writer = SHARD_FORMATS.create(fmt)
+        self.join = SHARD_FORMATS.create(fmt).join
         self.dst, self.journal = dst, journal
         self.shard_of = {k: s for s in shards for k in s.sources}
         self.waiting = {s.name: {k for k in s.sources if k in todo} for s in shards}
@@ -195,11 +206,8 @@ class ShardSink:
 
     def _write(self, shard: str) -> None:
         lines = self.lines.pop(shard)
-        samples = sorted(
-            (Sample(json.loads(line[3]), line[4]) for line in lines if line[0] == "output"),
-            key=lambda s: mf.output_key(s.row),
-        )
-        write_bytes_atomic(self.dst / shard, self.writer(samples))
+        packed = sorted((line[4] for line in lines if line[0] == "output"), key=lambda x: x[0])
+        write_bytes_atomic(self.dst / shard, self.join([p for _, p in packed]))
         self.written += 1
         self.journal(lines)
 
