@@ -334,3 +334,49 @@ def test_experiment_grid_with_folds_resumes_cell_by_cell(tmp_path):
     again = CliRunner().invoke(main, args)  # every cell is finished: reused, and the same table
     assert again.exit_code == 0 and (tmp_path / "grid" / "matrix.md").read_text() == md
     assert (tmp_path / "grid" / "logreg" / "fold-01" / "train-clean" / "model.pkl").stat().st_mtime_ns == stamp
+
+
+def test_grid_file_with_several_masked_sets_and_command_line_overrides(tmp_path):
+    shared_set("ckplus48-dev")
+    src = SHARED / "ckplus48-dev"
+    for strategy in ("zero", "bands"):
+        convert(src, tmp_path / strategy, ConvertConfig(strategy=strategy, fallback="aligned"))
+    spec = tmp_path / "grid.toml"
+    spec.write_text(
+        f'clean = "{src}"\nout = "runs/g"\nmodels = ["logreg"]\nfolds = 5\n'
+        '[masked]\nzero = "zero"\nbands = "bands"\n[train]\nseed = 3\n'
+    )
+    res = CliRunner().invoke(main, ["experiment", "--grid", str(spec), "--folds", "2"])  # the command line wins
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "runs" / "g"  # relative to the grid file
+    md = (out / "matrix.md").read_text()
+    assert "2-fold" in md
+    pairs = [p for p in re.findall(r"^\| (\w+) / (\w+) \|", md, re.M) if p != ("train", "test")]
+    assert sorted(pairs) == sorted((a, b) for a in ("clean", "zero", "bands") for b in ("clean", "zero", "bands"))
+    rows = (out / "matrix.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 3 * 3
+    assert json.loads((out / "logreg" / "fold-01" / "train-bands" / "run.json").read_text())["train_args"]["seed"] == 3
+    spec.write_text('clean = "x"\n[train]\nepoch = 3\n')
+    res = CliRunner().invoke(main, ["experiment", "--grid", str(spec)])
+    assert res.exit_code != 0 and "epoch" in res.output and "Traceback" not in res.output
+
+
+def test_the_kaist_recipe_runs_small(tmp_path):
+    """examples/recipes/kaist-table2.toml on the CK+48 dev subset: the published random split, one epoch per
+    cell (the docs' table comes from the full recipe)."""
+    from .conftest import REPO
+
+    shared_set("ckplus48-dev")
+    convert(SHARED / "ckplus48-dev", tmp_path / "zero", ConvertConfig(strategy="zero", fallback="aligned"))
+    recipe = REPO / "examples" / "recipes" / "kaist-table2.toml"
+    args = ["experiment", "--grid", str(recipe), "--clean", str(SHARED / "ckplus48-dev")]
+    args += ["--masked", f"zero={tmp_path / 'zero'}", "-o", str(tmp_path / "kaist"), "--split", "random"]
+    args += ["--epochs", "1"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "kaist" / "matrix.md").read_text()
+    assert "| train / test | deep-emotion | deep-emotion-nostn | deep-emotion-c50 | deep-emotion:l1=0.001 |" in md
+    assert "random split" in md
+    run = json.loads((tmp_path / "kaist" / "deep-emotion-c50" / "split" / "train-zero" / "run.json").read_text())
+    assert run["train_args"]["lr"] == 0.004 and run["train_args"]["batch_size"] == 64
+    assert run["train_args"]["epochs"] == 1 and run["train_args"]["patience"] == 20

@@ -160,32 +160,121 @@ def evaluate_cmd(run, data, out, split, label_map) -> None:
     click.echo(f"report: {(out or run / f'eval-{data.name}') / 'report.html'}")
 
 
+GRID_KEYS = {"clean", "masked", "out", "models", "model", "folds", "split", "train"}
+TRAIN_KEYS = {
+    "epochs", "batch_size", "lr", "seed", "class_weights", "augment", "optimizer", "l1", "stn_lr_scale",
+    "patience", "time_limit",
+}  # fmt: skip
+
+
+def read_grid(path: Path) -> dict:
+    """A grid file (TOML): clean, masked (a path, a list, or a table name = path), out, models, folds, split
+    and a [train] table of training options; relative paths are relative to the file."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            raise MaskgenError("grid files need Python 3.11 or the tomli package") from None
+    try:
+        spec = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise BadParameter(f"{path}: not a readable TOML grid file ({e})") from None
+    unknown = set(spec) - GRID_KEYS | set(spec.get("train", {})) - TRAIN_KEYS
+    if unknown:
+        raise BadParameter(
+            f"{path}: unknown keys {sorted(unknown)}; use {sorted(GRID_KEYS)} and in [train] {sorted(TRAIN_KEYS)}"
+        )
+
+    def here(p: str) -> str:
+        return str((path.parent / p) if not Path(p).is_absolute() else Path(p))
+
+    if "clean" in spec:
+        spec["clean"] = here(spec["clean"])
+    if "out" in spec:
+        spec["out"] = here(spec["out"])
+    masked = spec.get("masked")
+    if isinstance(masked, str):
+        spec["masked"] = [here(masked)]
+    elif isinstance(masked, list):
+        spec["masked"] = [here(m) for m in masked]
+    elif isinstance(masked, dict):
+        spec["masked"] = [f"{k}={here(v)}" for k, v in masked.items()]
+    models = spec.pop("models", spec.pop("model", None))
+    if models is not None:
+        spec["model"] = ",".join(models) if isinstance(models, list) else str(models)
+    return spec
+
+
+def masked_sets(specs: tuple[str, ...]) -> list[Path] | dict[str, Path]:
+    """--masked PATH (repeatable) or NAME=PATH."""
+    named = dict(s.split("=", 1) for s in specs if "=" in s and not Path(s).exists())
+    plain = [s for s in specs if not ("=" in s and not Path(s).exists())]
+    if named and plain:
+        raise BadParameter("name every --masked set (NAME=PATH) or none")
+    for p in (*named.values(), *plain):
+        if not Path(p).exists():
+            raise BadParameter(f"--masked {p}: no such folder")
+    return {k: Path(v) for k, v in named.items()} if named else [Path(p) for p in plain]
+
+
 @main.command("experiment")
-@click.option("--clean", required=True, type=click.Path(exists=True, path_type=Path), help="The unmasked SRC.")
+@click.option("--clean", type=click.Path(exists=True, path_type=Path), help="The unmasked SRC.")
 @click.option(
     "--masked",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="A `maskgen convert` output made from SRC.",
+    multiple=True,
+    help="A `maskgen convert` output made from SRC; repeat for several (zero, overlay, bands...), as "
+    "NAME=PATH to name them.",
 )
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path))
 @click.option("--folds", type=click.IntRange(min=2), default=None, help="k-fold cross-validation for every cell.")
+@click.option(
+    "--grid",
+    "grid_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A TOML file with the grid (clean, masked, out, models, folds, split, [train]); options given on "
+    "the command line win.",
+)
 @train_options
-def experiment_cmd(clean, masked, out, folds, split, quiet, **kw) -> None:
-    """Train on clean and on masked data, test each on both: the clean-vs-masked matrix.
+@click.pass_context
+def experiment_cmd(ctx, clean, masked, out, folds, split, quiet, grid_file, **kw) -> None:
+    """Train on clean and on masked data, test each on every set: the clean-vs-masked matrix.
 
-    One model on one split: a report per cell. Several models (`--model deep-emotion,deep-emotion-nostn,
-    deep-emotion:l1=0.001`) or `--folds K`: a grid, mean +- std over folds, resumed cell by cell."""
+    One model, one masked set, one split: a report per cell. Several models (`--model deep-emotion,
+    deep-emotion-nostn,deep-emotion:l1=0.001`), several `--masked` sets or `--folds K`: a grid, mean +- std
+    over folds, resumed cell by cell. `--time-limit` applies to each cell's training."""
+    from click.core import ParameterSource
+
+    if grid_file is not None:
+        spec = read_grid(grid_file)
+        given = {k for k in ctx.params if ctx.get_parameter_source(k) != ParameterSource.DEFAULT}
+        top = {"clean": clean, "masked": masked, "out": out, "folds": folds, "split": split}
+        for key in top:
+            if key in spec and key not in given:
+                top[key] = tuple(spec[key]) if key == "masked" else spec[key]
+        clean, masked, out, folds, split = (top[k] for k in ("clean", "masked", "out", "folds", "split"))
+        clean, out = Path(clean) if clean else None, Path(out) if out else None
+        if "model" in spec and "model" not in given:
+            kw["model"] = spec["model"]
+        for key, value in spec.get("train", {}).items():
+            if key not in given:
+                kw[key] = value
+    for name, value in (("--clean", clean), ("--masked", masked), ("--out", out)):
+        if not value:
+            raise BadParameter(f"experiment needs {name} (on the command line or in --grid)")
+    sets = masked_sets(tuple(masked))
     models = [m for m in kw.pop("model").split(",") if m.strip()]
-    if len(models) == 1 and not folds:
+    if len(models) == 1 and not folds and isinstance(sets, list) and len(sets) == 1:
         require_train().experiment(
-            clean, masked, out, make_train_args(model=models[0], **kw), split=split, progress=not quiet
+            clean, sets[0], out, make_train_args(model=models[0], **kw), split=split, progress=not quiet
         )
     else:
         from ..train.grid import grid
 
         base = make_train_args(model=models[0].split(":")[0], **kw)
-        grid(clean, masked, out, base, models, split, folds, progress=False, echo=None if quiet else click.echo)
+        grid(clean, sets, out, base, models, split, folds, progress=False, echo=None if quiet else click.echo)
     click.echo((out / "matrix.md").read_text())
     click.echo(f"report: {out / 'report.html'}")
 
