@@ -214,18 +214,21 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """`read_image` of a file's bytes (from a shard, say); `name` is what errors call it."""
+    return decode_image_with_info(data, name)[0]
+
+
+def decode_image_with_info(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, ImageInfo]:
+    """`decode_image` and the image's `image_info`."""
     if (fast := _fast_read(data)) is not None:
-        return fast[0]
-    return _decode(_open(name, data), name)
+        return fast
+    img = _open(name, data)
+    return _decode(img, name), _info(img)
 
 
 def read_image_with_info(path: str | os.PathLike) -> tuple[np.ndarray, ImageInfo, bytes]:
     """`read_image`, its `image_info` and the file's bytes (for hashing), from one read of the file."""
     data = read_bytes(path)
-    if (fast := _fast_read(data)) is not None:
-        return fast[0], fast[1], data
-    img = _open(path, data)
-    return _decode(img, path), _info(img), data
+    return (*decode_image_with_info(data, os.fspath(path)), data)
 
 
 # JPEG's zigzag scan: the natural (row-major) index of each coefficient in file order

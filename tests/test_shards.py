@@ -196,3 +196,61 @@ def test_webdataset_keys_stay_distinct_and_tars_stay_standard(tmp_path):
         got = {m.name: tar.extractfile(m).read() for m in tar}
     assert len(got) == 2 * len(names) and got[f"{keys[0]}.png"] == b"a/x.b.png" * 3
     assert len(blob) % tarfile.RECORDSIZE == 0
+
+
+def output_pixels(dst: Path) -> list[bytes]:
+    """The decoded pixels of every output, sorted (names and seeds aside)."""
+    import maskgen as mg
+
+    return sorted(mg.read_image(dst / r["file_name"]).tobytes() for r in rows_of(dst))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "webdataset"])
+def test_maskgen_shards_are_a_source_too(tmp_path, fmt):
+    zero = ConvertConfig(strategy="zero", fallback="aligned")
+    convert(EXAMPLES, tmp_path / "shards", cfg(fmt))
+    convert(EXAMPLES, tmp_path / "originals", ConvertConfig(strategy="zero", fallback="aligned", keep_original=True))
+    summary = convert(tmp_path / "shards", tmp_path / "again", zero)
+    rows = rows_of(tmp_path / "again")
+    assert summary.inputs == len(rows_of(tmp_path / "shards")) and len(rows) == summary.outputs
+    first = {r["file_name"]: r for r in rows_of(tmp_path / "shards")}
+    for r in rows:  # the shard's own names, labels and data come through
+        assert r["file_name"] in first and r["label"] == first[r["file_name"]]["label"]
+        assert r["source"].split("#")[0].startswith("data/")
+    again = convert(tmp_path / "shards", tmp_path / "again", zero)  # resumed: nothing to redo
+    assert again.resumed == summary.inputs
+
+
+def test_a_hugging_face_parquet_dataset_is_a_source(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    files = sorted(p for p in EXAMPLES.rglob("*") if p.is_file())
+    names = sorted({p.parent.name for p in files})
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
+    labels = [names.index(p.parent.name) for p in files]
+    zero = ConvertConfig(strategy="zero", fallback="aligned")
+    convert(EXAMPLES, tmp_path / "from-folder", zero)
+    embedded = [{"bytes": p.read_bytes(), "path": p.name} for p in files]  # as on the Hub
+    for kind, images in (("bytes", embedded), ("paths", [str(p) for p in files])):  # as to_parquet leaves paths
+        ds = datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
+        (tmp_path / kind / "data").mkdir(parents=True)
+        ds.to_parquet(str(tmp_path / kind / "data" / "test-00000-of-00001.parquet"))
+        convert(tmp_path / kind, tmp_path / f"from-{kind}", zero)
+        rows = rows_of(tmp_path / f"from-{kind}")
+        assert sorted(r["label"] for r in rows) == sorted(r["label"] for r in rows_of(tmp_path / "from-folder"))
+        assert {r["split"] for r in rows} == {"test"}  # from the shard's name, as the Hub lays splits out
+        assert output_pixels(tmp_path / f"from-{kind}") == output_pixels(tmp_path / "from-folder")
+
+
+def test_a_broken_sharded_source_is_logged_not_fatal(tmp_path):
+    import tarfile
+
+    (tmp_path / "src").mkdir()
+    with tarfile.open(tmp_path / "src" / "train-000000.tar", "w") as tar:
+        for name, data in [("a.cls", b"happy"), ("a.png", b"not a png"), ("b.json", b'{"label": "sad"}')]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, __import__("io").BytesIO(data))
+    summary = convert(tmp_path / "src", tmp_path / "out", ConvertConfig(strategy="zero", fallback="aligned"))
+    assert summary.inputs == 2 and summary.outputs == 0
+    reasons = sorted(json.loads(line)["reason"] for line in (tmp_path / "out" / "skips.jsonl").read_text().splitlines())
+    assert reasons == ["unreadable", "unreadable"]

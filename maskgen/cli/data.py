@@ -235,9 +235,9 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
 @fallback_option
 @click.option(
     "--source-format",
-    type=click.Choice(["folder", "fer2013-csv", "csv"]),
+    type=click.Choice(["folder", "fer2013-csv", "csv", "parquet", "webdataset"]),
     default=None,
-    help="How to read SRC (default: detected).",
+    help="How to read SRC (default: detected): parquet and webdataset read shards (a file or a folder of them).",
 )
 @click.option(
     "--naming",

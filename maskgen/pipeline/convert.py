@@ -217,9 +217,11 @@ def _changed(rec: Record, seen: tuple) -> bool:
     if (st.st_size, st.st_mtime_ns) == (size, mtime):
         return False
     try:
+        if rec.member:  # in a shard that changed: this image may not have
+            return sha is None or hashlib.sha256(sh.member_bytes(rec.path, rec.member)).hexdigest() != sha
         with open(rec.path, "rb") as f:
             return sha is None or hashlib.sha256(f.read()).hexdigest() != sha
-    except OSError:
+    except (OSError, MaskgenError):
         return True
 
 

@@ -11,8 +11,7 @@ import cv2
 import numpy as np
 
 from ..errors import MaskgenError
-from ..io import read_image_with_info
-from .sources import Record, pixels_to_image
+from .sources import Record, pixels_to_image, read_source
 
 
 def dhash(img: np.ndarray) -> int:
@@ -59,7 +58,7 @@ def find_duplicates(records: Iterable[Record], threshold: float = 2.0, max_bits:
             if rec.pixels is not None:
                 data, img = rec.pixels.encode(), pixels_to_image(rec.pixels)
             else:
-                img, _, data = read_image_with_info(rec.path)  # type: ignore[arg-type]
+                img, _, data = read_source(rec)
         except (MaskgenError, OSError):
             continue  # unreadable inputs are reported by the conversion itself
         digest = hashlib.sha256(data).hexdigest()

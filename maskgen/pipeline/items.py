@@ -17,7 +17,7 @@ import numpy as np
 
 from ..detectors import detect_batch
 from ..errors import MaskgenError, NotAnImage
-from ..io import encode_image, format_for, read_image_with_info, write_image
+from ..io import encode_image, format_for, write_image
 from ..seeds import generator, item_seed
 from ..strategies import get_strategy
 from ..strategies.batch import apply_grouped
@@ -25,7 +25,7 @@ from ..templates import load_template
 from ..types import Faces
 from .naming import mirrored, sidecars, suffix_of, variant_name
 from .native import kept_in, native_array, restore
-from .sources import Record, pixels_to_image
+from .sources import Record, pixels_to_image, read_source
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def _load(rec: Record) -> _Source:
     if rec.path.is_symlink() and rec.path.is_dir():
         raise NotAnImage(f"{rec.path}: a symlinked folder; not followed (it could loop)")
     stat = fingerprint(rec)
-    img, info, data = read_image_with_info(rec.path)
+    img, info, data = read_source(rec)
     src = _Source(img, hashlib.sha256(data).hexdigest(), info.quality, info.mode, fingerprint=stat)
     plain = info.mode in ("L", "RGB") and data[:4] != b"\x89PNG"  # (a 16-bit RGB PNG opens as RGB)
     if not plain and (native := native_array(data, info, img)) is not None:

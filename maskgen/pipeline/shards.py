@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import MaskgenError, MissingExtra
-from ..io import write_bytes_atomic
+from ..errors import BadParameter, MaskgenError, MissingExtra, NotAnImage
+from ..io import read_bytes, write_bytes_atomic
 from ..registry import Registry
 from . import manifest as mf
 from .naming import suffix_of
@@ -251,6 +251,183 @@ def read_shard(path: Path) -> Iterator[tuple[dict[str, Any], bytes]]:
             key = name[0]
             f = tar.extractfile(member)
             fields[name[2]] = f.read() if f is not None else b""
+
+
+# -- sharded sources -------------------------------------------------------------------------------
+IMAGE_COLUMNS = ("image", "img", "jpg", "png", "jpeg", "webp")
+LABEL_COLUMNS = ("label", "labels", "emotion", "cls", "class")
+SPLIT_PREFIX = re.compile(r"^([A-Za-z]+)[-_]\d")  # train-00000-of-00004.parquet, test_0001.tar
+
+
+def shard_inputs(src: Path, suffix: str) -> list[Path]:
+    """The shards of a sharded SRC: the file itself, or every `suffix` file under the folder, sorted."""
+    if src.is_file():
+        return [src]
+    return sorted(p for p in src.rglob(f"*{suffix}") if not any(part.startswith(".") for part in p.parts))
+
+
+def _split_of(shard: Path, root: Path) -> str:
+    from .sources import SPLIT_NAMES
+
+    m = SPLIT_PREFIX.match(shard.name)
+    words = [m.group(1)] if m else []
+    words += [part for part in shard.relative_to(root).parts[:-1]] if shard != root else []
+    return next((SPLIT_NAMES[w.lower()] for w in words if w.lower() in SPLIT_NAMES), "")
+
+
+def _class_names(schema: Any, column: str) -> list[str] | None:
+    """A Hugging Face ClassLabel's names, from a Parquet schema's `huggingface` metadata."""
+    meta = (schema.metadata or {}).get(b"huggingface")
+    if not meta:
+        return None
+    feature = json.loads(meta).get("info", {}).get("features", {}).get(column, {})
+    return feature.get("names") if feature.get("_type") == "ClassLabel" else None
+
+
+def parquet_records(src: Path, image_column: str | None = None, label_column: str | None = None) -> Iterator[Record]:
+    """A Parquet dataset (a Hugging Face `to_parquet` or Hub layout, or maskgen's own shards): one record per
+    row; the image column is a {bytes, path} struct or raw bytes; labels as text or a ClassLabel."""
+    import pyarrow.parquet as pq
+
+    from .sources import Record
+
+    root = src if src.is_dir() else src.parent
+    for shard in shard_inputs(src, ".parquet"):
+        f = pq.ParquetFile(shard)
+        names = f.schema_arrow.names
+        image = image_column or next((c for c in IMAGE_COLUMNS if c in names), None)
+        label = label_column or next((c for c in LABEL_COLUMNS if c in names), None)
+        if image not in names:
+            raise BadParameter(f"{shard}: no image column ({', '.join(IMAGE_COLUMNS)}); name it with --image-column")
+        if label_column and label not in names:
+            raise BadParameter(f"{shard}: no column {label!r} (columns: {', '.join(names)})")
+        classes = _class_names(f.schema_arrow, label) if label else None
+        meta = [c for c in ("subject", "split", "file_name") if c in names]
+        table = f.read(columns=[c for c in dict.fromkeys([label, *meta]) if c])  # the images are read later
+        cols = {c: table.column(c).to_pylist() for c in table.column_names}
+        n = f.metadata.num_rows
+        struct = f.schema_arrow.field(image).type
+        if hasattr(struct, "get_field_index") and struct.get_field_index("path") >= 0:  # only the paths, not the bytes
+            paths = [p["path"] for p in f.read(columns=[f"{image}.path"]).column(0).to_pylist()]
+        else:
+            paths = [None] * n
+        rel = shard.relative_to(root).as_posix() if shard != root else shard.name
+        split = _split_of(shard, root)
+        for i in range(n):
+            value = cols[label][i] if label else None
+            text = classes[value] if classes and isinstance(value, int) and 0 <= value < len(classes) else value
+            text = "" if text is None else str(text)
+            own = cols.get("file_name", paths)[i] or paths[i]
+            # a path leaving SRC (absolute, "..") is placed under its label by `mirrored`, as for CSV sources
+            name = own or f"{text or 'unlabelled'}/{shard.stem}-{i:06d}.png"
+            yield Record(
+                f"{rel}#{i}",
+                shard,
+                text,
+                str(cols.get("subject", [""] * (i + 1))[i] or ""),
+                str(cols.get("split", [""] * (i + 1))[i] or split),
+                name=name,
+                member=f"{image}:{i}",
+            )
+
+
+def webdataset_records(src: Path) -> Iterator[Record]:
+    """WebDataset tar shards: one record per sample key with an image; the label from `KEY.json` (its
+    `label`), `KEY.cls` or `KEY.txt`; subject and split from the JSON when it has them."""
+    from .sources import Record
+
+    root = src if src.is_dir() else src.parent
+    for shard in shard_inputs(src, ".tar"):
+        split = _split_of(shard, root)
+        for key, fields in _tar_samples(shard):
+            image = next((k for k in fields if k.lower() in IMAGE_SUFFIX_FIELDS), None)
+            meta = json.loads(fields["json"]) if "json" in fields else {}
+            label = meta.get("label", fields.get("cls", fields.get("txt", b"")).decode().strip())
+            name = meta.get("file_name") or f"{key}.{image or 'png'}"
+            rel = shard.relative_to(root).as_posix() if shard != root else shard.name
+            problem = "" if image else f"unreadable: sample {key} in {rel} has no image"
+            yield Record(
+                f"{rel}#{key}",
+                shard,
+                str(label),
+                str(meta.get("subject", "")),
+                str(meta.get("split") or split),
+                name=name,
+                member=f"{key}.{image}" if image else "",
+                problem=problem,
+            )
+
+
+IMAGE_SUFFIX_FIELDS = {"png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "ppm", "pgm"}
+
+
+def _tar_samples(shard: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {field: bytes}) per sample; image fields are listed with empty bytes (read when loaded)."""
+    with tarfile.open(shard) as tar:
+        key, fields = None, {}
+        for member in [*tar, None]:
+            k, _, field = member.name.partition(".") if member is not None else (None, "", "")
+            if k != key and fields:
+                yield key, fields
+                fields = {}
+            if member is None:
+                break
+            key = k
+            small = field.lower() not in IMAGE_SUFFIX_FIELDS and member.isfile()
+            f = tar.extractfile(member) if small else None
+            fields[field] = f.read() if f is not None else b""
+
+
+_OPEN: dict[str, Any] = {}
+
+
+def member_bytes(shard: Path, member: str) -> bytes:
+    """The bytes of one image in a sharded source (`column:row` of a Parquet file, `KEY.ext` of a tar).
+    The last shard opened stays open per process: records come in shard order."""
+    key = str(shard)
+    if key not in _OPEN:
+        _OPEN.clear()
+        if shard.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            _OPEN[key] = pq.read_table(shard, memory_map=True)
+        else:
+            with tarfile.open(shard) as tar:
+                _OPEN[key] = {m.name: (m.offset_data, m.size) for m in tar if m.isfile()}
+    held = _OPEN[key]
+    try:
+        if shard.suffix == ".parquet":
+            column, _, row = member.rpartition(":")
+            value = held.column(column)[int(row)].as_py()
+            data = value.get("bytes") if isinstance(value, dict) else value
+            if not data and isinstance(value, dict) and value.get("path"):  # a path without bytes (HF to_parquet)
+                data = _referenced(shard, value["path"])
+        else:
+            offset, size = held[member]
+            with open(shard, "rb") as f:
+                f.seek(offset)
+                data = f.read(size)
+    except (KeyError, IndexError):
+        raise MaskgenError(f"{shard}: no {member} in it (the shard changed since it was listed?)") from None
+    if not data:
+        raise NotAnImage(f"{shard}: {member} holds no image bytes")
+    return data
+
+
+def _referenced(shard: Path, path: str) -> bytes | None:
+    """The file a Parquet row names instead of holding its bytes: as given (absolute, or relative to the
+    working folder, as `datasets` reads it), else relative to the shard's folder."""
+    for candidate in (Path(path), shard.parent / path):
+        if candidate.is_file():
+            return read_bytes(candidate)
+    raise NotAnImage(f"{shard}: the image {path} it names is not there (and the row holds no bytes)")
+
+
+def check_reader() -> None:
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise MissingExtra("a Parquet SRC needs pyarrow: pip install 'maskgen[shards]'") from None
 
 
 def check_writer(fmt: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadParameter, NotAnImage
-from ..io import IMAGE_SUFFIXES
+from ..io import IMAGE_SUFFIXES, ImageInfo, decode_image_with_info, read_image_with_info
 from ..registry import Registry
 
 FER2013_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -48,6 +48,7 @@ class Record:
     out: str = ""
     problem: str = ""
     shard: str = ""  # the shard `convert` planned for its outputs (--output-format parquet|webdataset)
+    member: str = ""  # in a sharded SRC: the image inside the shard `path` (`column:row`, `KEY.ext`)
 
 
 # -- file-name schemes -------------------------------------------------------------------------------
@@ -172,6 +173,17 @@ def table_csv_records(path: Path) -> Iterator[Record]:
             yield Record(key, base / rel, label, subject, split, extra, name=rel if key != rel else "", problem=problem)
 
 
+def read_source(rec: Record) -> tuple[np.ndarray, ImageInfo, bytes]:
+    """A file record's image, its info and its bytes: from its file, or from inside its shard."""
+    assert rec.path is not None
+    if rec.member:
+        from .shards import member_bytes
+
+        data = member_bytes(rec.path, rec.member)
+        return (*decode_image_with_info(data, f"{rec.path}:{rec.member}"), data)
+    return read_image_with_info(rec.path)
+
+
 def pixels_to_image(pixels: str) -> np.ndarray:
     """A FER2013 row's space-separated values as a square uint8 image."""
     try:
@@ -185,11 +197,18 @@ def pixels_to_image(pixels: str) -> np.ndarray:
     return values.astype(np.uint8).reshape(side, side)
 
 
-FORMATS = ("folder", "fer2013-csv", "csv")
+FORMATS = ("folder", "fer2013-csv", "csv", "parquet", "webdataset")
 
 
 def detect_format(src: Path) -> str:
+    if src.suffix.lower() in (".parquet", ".tar") and src.is_file():
+        return "parquet" if src.suffix.lower() == ".parquet" else "webdataset"
     if src.is_dir():
+        images = any(p.suffix.lower() in IMAGE_SUFFIXES for p in src.rglob("*") if p.is_file())
+        if not images:
+            for suffix, fmt in ((".parquet", "parquet"), (".tar", "webdataset")):
+                if any(src.rglob(f"*{suffix}")):
+                    return fmt
         return "folder"
     if src.suffix.lower() == ".csv":
         with open(src, newline="") as f:
@@ -198,7 +217,8 @@ def detect_format(src: Path) -> str:
             return "fer2013-csv"
         return "csv"
     raise BadParameter(
-        f"{src}: not a folder or a CSV file; give a folder of images, FER2013's CSV or a path,label CSV "
+        f"{src}: not a folder, a CSV or a shard; give a folder of images, FER2013's CSV, a path,label CSV "
+        "or Parquet/WebDataset shards "
         f"(--source-format {'|'.join(FORMATS)})"
     )
 
@@ -211,4 +231,11 @@ def iter_records(src: Path, fmt: str | None = None, naming: str | None = None) -
         return fer2013_csv_records(src)
     if fmt == "csv":
         return table_csv_records(src)
+    if fmt in ("parquet", "webdataset"):
+        from . import shards
+
+        if fmt == "parquet":
+            shards.check_reader()
+            return shards.parquet_records(src)
+        return shards.webdataset_records(src)
     raise BadParameter(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
