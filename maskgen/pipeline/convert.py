@@ -351,7 +351,11 @@ def _convert(src, dst, cfg, jobs, overwrite, executor, scheduler, progress, tota
     summary = Summary(resumed=len(done), conflicts=len(conflicts))
     shards: list[sh.Shard] = []
     if cfg.sharded:
-        shards = sh.plan_shards(records(), cfg.output_format, cfg.shard_mb, _bytes_per_source(cfg))
+        def makes_output(r: Record) -> bool:  # the rest are skips decided before any work
+            return not r.problem and r.key not in excluded and any(f"{r.key}#{v}" not in excluded for v in planned)
+
+        kept = (r for r in records() if makes_output(r))
+        shards = sh.plan_shards(kept, cfg.output_format, cfg.shard_mb, _bytes_per_source(cfg))
         done = _finished_shards(journal, dst, shards, done)
         summary.resumed = len(done)
     if total_callback is not None:
@@ -422,8 +426,6 @@ def _finished_shards(journal: mf.Journal, dst: Path, shards: list[sh.Shard], don
             finished.update(shard.sources)
         else:
             redo.update(k for k in shard.sources if k in entries)
-    planned = {k for s in shards for k in s.sources}
-    redo |= entries.keys() - planned
     if redo:
         journal.purge(redo, lambda names: None)  # the shards themselves are written again whole
         journal.scan()

@@ -195,7 +195,12 @@ class ShardSink:
 
     def add(self, lines: list[tuple]) -> None:
         touched = set()
+        unsharded = [line for line in lines if line[1] not in self.shard_of]  # excluded before any work
+        if unsharded:
+            self.journal(unsharded)
         for line in lines:
+            if line[1] not in self.shard_of:
+                continue
             shard = self.shard_of[line[1]].name
             self.lines[shard].append(line)
             self.waiting[shard].discard(line[1])
