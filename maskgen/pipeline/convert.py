@@ -351,6 +351,7 @@ def _convert(src, dst, cfg, jobs, overwrite, executor, scheduler, progress, tota
     summary = Summary(resumed=len(done), conflicts=len(conflicts))
     shards: list[sh.Shard] = []
     if cfg.sharded:
+
         def makes_output(r: Record) -> bool:  # the rest are skips decided before any work
             return not r.problem and r.key not in excluded and any(f"{r.key}#{v}" not in excluded for v in planned)
 
