@@ -209,8 +209,9 @@ def read_grid(path: Path) -> dict:
 
 def masked_sets(specs: tuple[str, ...]) -> list[Path] | dict[str, Path]:
     """--masked PATH (repeatable) or NAME=PATH."""
-    named = dict(s.split("=", 1) for s in specs if "=" in s and not Path(s).exists())
-    plain = [s for s in specs if not ("=" in s and not Path(s).exists())]
+    is_named = [("=" in s and not Path(s).exists()) for s in specs]
+    named = dict(s.split("=", 1) for s, n in zip(specs, is_named, strict=True) if n)
+    plain = [s for s, n in zip(specs, is_named, strict=True) if not n]
     if named and plain:
         raise BadParameter("name every --masked set (NAME=PATH) or none")
     for p in (*named.values(), *plain):

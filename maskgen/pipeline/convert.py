@@ -190,7 +190,8 @@ def check_config(cfg: ConvertConfig) -> None:
     if cfg.sharded:
         if cfg.shard_mb <= 0:
             raise BadParameter(f"--shard-size must be above 0 MB, got {cfg.shard_mb:g}")
-        sh.check_writer(cfg.output_format)
+        if cfg.output_format == "parquet":
+            sh.need_pyarrow("--output-format parquet")
     if cfg.dedup_threshold < 0:
         raise BadParameter(f"--dedup-threshold must be 0 or more, got {cfg.dedup_threshold}")
     if cfg.out_format is not None:

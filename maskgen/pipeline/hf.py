@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import BadParameter, MissingExtra
 from . import manifest as mf
+from .shards import shard_files
 
 INT_COLUMNS = ("seed", "variant")
 
@@ -25,8 +26,9 @@ def load_hf(dst: str | Path, labels: list[str] | None = None) -> Any:
     except ImportError:
         raise MissingExtra("load_hf needs the hf extra: pip install 'maskgen[hf]'") from None
     dst = Path(dst)
-    parquet = sorted((dst / "data").glob("*.parquet")) if (dst / "data").is_dir() else []
-    if parquet:  # a sharded output (--output-format parquet) is a Parquet dataset
+    if any(
+        p.suffix == ".parquet" for p in shard_files(dst)
+    ):  # a sharded output (--output-format parquet) is a Parquet dataset
         ds = datasets.load_dataset("parquet", data_dir=str(dst))
         found = {lab for split in ds.values() for lab in split["label"]}
         if labels and found - set(labels):

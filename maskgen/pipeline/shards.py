@@ -118,11 +118,9 @@ def _parquet_format() -> ShardFormat:
 
 def write_parquet(samples: list[Sample]) -> bytes:
     """One Parquet file: `image` ({bytes, path}), the sidecar images, then the metadata columns."""
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise MissingExtra("--output-format parquet needs pyarrow: pip install 'maskgen[shards]'") from None
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     roles = [r for r in ROLES if samples and r in samples[0].files]
     columns: dict[str, Any] = {
         role: [{"bytes": s.files[role][1], "path": s.files[role][0]} for s in samples] for role in roles
@@ -191,7 +189,6 @@ class ShardSink:
         self.shard_of = {k: s for s in shards for k in s.sources}
         self.waiting = {s.name: {k for k in s.sources if k in todo} for s in shards}
         self.lines: dict[str, list[tuple]] = {s.name: [] for s in shards}
-        self.written = 0
 
     def add(self, lines: list[tuple]) -> None:
         touched = set()
@@ -213,7 +210,6 @@ class ShardSink:
         lines = self.lines.pop(shard)
         packed = sorted((line[4] for line in lines if line[0] == "output"), key=lambda x: x[0])
         write_bytes_atomic(self.dst / shard, self.join([p for _, p in packed]))
-        self.written += 1
         self.journal(lines)
 
     def finish(self) -> None:
@@ -244,18 +240,8 @@ def read_shard(path: Path) -> Iterator[tuple[dict[str, Any], bytes]]:
         for row, image in zip(meta, table.column("image").to_pylist(), strict=True):
             yield row, image["bytes"]
         return
-    with tarfile.open(path) as tar:
-        key, fields = None, {}
-        for member in [*tar, None]:  # a sample's members are consecutive (as WebDataset requires)
-            name = member.name.partition(".") if member is not None else (None, "", "")
-            if name[0] != key and fields:
-                yield json.loads(fields["json"]), next(v for k, v in fields.items() if "." not in k and k != "json")
-                fields = {}
-            if member is None:
-                break
-            key = name[0]
-            f = tar.extractfile(member)
-            fields[name[2]] = f.read() if f is not None else b""
+    for _, fields in _tar_samples(path, images=True):
+        yield json.loads(fields["json"]), next(v for k, v in fields.items() if k.lower() in IMAGE_SUFFIX_FIELDS)
 
 
 # -- sharded sources -------------------------------------------------------------------------------
@@ -289,28 +275,27 @@ def _class_names(schema: Any, column: str) -> list[str] | None:
     return feature.get("names") if feature.get("_type") == "ClassLabel" else None
 
 
-def parquet_records(src: Path, image_column: str | None = None, label_column: str | None = None) -> Iterator[Record]:
+def parquet_records(src: Path) -> Iterator[Record]:
     """A Parquet dataset (a Hugging Face `to_parquet` or Hub layout, or maskgen's own shards): one record per
     row; the image column is a {bytes, path} struct or raw bytes; labels as text or a ClassLabel."""
     import pyarrow.parquet as pq
-
-    from .sources import Record
 
     root = src if src.is_dir() else src.parent
     for shard in shard_inputs(src, ".parquet"):
         f = pq.ParquetFile(shard)
         names = f.schema_arrow.names
-        image = image_column or next((c for c in IMAGE_COLUMNS if c in names), None)
-        label = label_column or next((c for c in LABEL_COLUMNS if c in names), None)
-        if image not in names:
-            raise BadParameter(f"{shard}: no image column ({', '.join(IMAGE_COLUMNS)}); name it with --image-column")
-        if label_column and label not in names:
-            raise BadParameter(f"{shard}: no column {label!r} (columns: {', '.join(names)})")
+        image = next((c for c in IMAGE_COLUMNS if c in names), None)
+        label = next((c for c in LABEL_COLUMNS if c in names), None)
+        if image is None:
+            raise BadParameter(
+                f"{shard}: no image column (one of {', '.join(IMAGE_COLUMNS)}; columns: {', '.join(names)})"
+            )
         classes = _class_names(f.schema_arrow, label) if label else None
         meta = [c for c in ("subject", "split", "file_name") if c in names]
         table = f.read(columns=[c for c in dict.fromkeys([label, *meta]) if c])  # the images are read later
         cols = {c: table.column(c).to_pylist() for c in table.column_names}
         n = f.metadata.num_rows
+        subjects, splits = cols.get("subject", [""] * n), cols.get("split", [""] * n)
         struct = f.schema_arrow.field(image).type
         if hasattr(struct, "get_field_index") and struct.get_field_index("path") >= 0:  # only the paths, not the bytes
             paths = [p["path"] for p in f.read(columns=[f"{image}.path"]).column(0).to_pylist()]
@@ -329,8 +314,8 @@ def parquet_records(src: Path, image_column: str | None = None, label_column: st
                 f"{rel}#{i}",
                 shard,
                 text,
-                str(cols.get("subject", [""] * (i + 1))[i] or ""),
-                str(cols.get("split", [""] * (i + 1))[i] or split),
+                str(subjects[i] or ""),
+                str(splits[i] or split),
                 name=name,
                 member=f"{image}:{i}",
             )
@@ -339,15 +324,13 @@ def parquet_records(src: Path, image_column: str | None = None, label_column: st
 def webdataset_records(src: Path) -> Iterator[Record]:
     """WebDataset tar shards: one record per sample key with an image; the label from `KEY.json` (its
     `label`), `KEY.cls` or `KEY.txt`; subject and split from the JSON when it has them."""
-    from .sources import Record
-
     root = src if src.is_dir() else src.parent
     for shard in shard_inputs(src, ".tar"):
         split = _split_of(shard, root)
         for key, fields in _tar_samples(shard):
             image = next((k for k in fields if k.lower() in IMAGE_SUFFIX_FIELDS), None)
             meta = json.loads(fields["json"]) if "json" in fields else {}
-            label = meta.get("label", fields.get("cls", fields.get("txt", b"")).decode().strip())
+            label = meta.get("label") or fields.get("cls", fields.get("txt", b"")).decode().strip()
             name = meta.get("file_name") or f"{key}.{image or 'png'}"
             rel = shard.relative_to(root).as_posix() if shard != root else shard.name
             problem = "" if image else f"unreadable: sample {key} in {rel} has no image"
@@ -366,8 +349,9 @@ def webdataset_records(src: Path) -> Iterator[Record]:
 IMAGE_SUFFIX_FIELDS = {"png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "ppm", "pgm"}
 
 
-def _tar_samples(shard: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {field: bytes}) per sample; image fields are listed with empty bytes (read when loaded)."""
+def _tar_samples(shard: Path, images: bool = False) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {field: bytes}) per sample (its members are consecutive, as WebDataset requires); image fields
+    hold empty bytes unless `images` (a source's images are read when each is processed)."""
     with tarfile.open(shard) as tar:
         key, fields = None, {}
         for member in [*tar, None]:
@@ -378,8 +362,8 @@ def _tar_samples(shard: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
             if member is None:
                 break
             key = k
-            small = field.lower() not in IMAGE_SUFFIX_FIELDS and member.isfile()
-            f = tar.extractfile(member) if small else None
+            wanted = member.isfile() and (images or field.lower() not in IMAGE_SUFFIX_FIELDS)
+            f = tar.extractfile(member) if wanted else None
             fields[field] = f.read() if f is not None else b""
 
 
@@ -428,17 +412,9 @@ def _referenced(shard: Path, path: str) -> bytes | None:
     raise NotAnImage(f"{shard}: the image {path} it names is not there (and the row holds no bytes)")
 
 
-def check_reader() -> None:
+def need_pyarrow(what: str) -> None:
+    """A clear error before any work when pyarrow (the shards extra) is missing."""
     try:
         import pyarrow.parquet  # noqa: F401
     except ImportError:
-        raise MissingExtra("a Parquet SRC needs pyarrow: pip install 'maskgen[shards]'") from None
-
-
-def check_writer(fmt: str) -> None:
-    """A clear error before any work when the format's library is missing."""
-    if fmt == "parquet":
-        try:
-            import pyarrow.parquet  # noqa: F401
-        except ImportError:
-            raise MissingExtra("--output-format parquet needs pyarrow: pip install 'maskgen[shards]'") from None
+        raise MissingExtra(f"{what} needs pyarrow: pip install 'maskgen[shards]'") from None

@@ -235,7 +235,7 @@ def iter_records(src: Path, fmt: str | None = None, naming: str | None = None) -
         from . import shards
 
         if fmt == "parquet":
-            shards.check_reader()
+            shards.need_pyarrow("a Parquet SRC")
             return shards.parquet_records(src)
         return shards.webdataset_records(src)
     raise BadParameter(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
