@@ -40,6 +40,31 @@ def content_key(image: np.ndarray) -> str:
     return hashlib.blake2b(arr.tobytes() + str(arr.shape).encode(), digest_size=16).hexdigest()
 
 
+def content_keys(images: np.ndarray) -> list[str]:
+    """`content_key` of each image of a (B,H,W) or (B,H,W,C) uint8 stack, without per-image conversions."""
+    x = np.asarray(images)
+    if x.dtype != np.uint8 or x.ndim not in (3, 4):
+        return [content_key(im) for im in x]
+    if x.ndim == 4:
+        if x.shape[3] == 4:
+            x = x[..., :3]
+        if x.shape[3] == 1:
+            x = x[..., 0]
+    if x.ndim == 3:
+        gray = np.ones(len(x), bool)
+    elif x.shape[3] == 3:
+        gray = ((x[..., 0] == x[..., 1]) & (x[..., 1] == x[..., 2])).reshape(len(x), -1).all(1)
+    else:
+        return [content_key(im) for im in x]
+    keys = []
+    for im, g in zip(x, gray.tolist(), strict=True):
+        arr = np.ascontiguousarray(im[..., 0] if g and im.ndim == 3 else im)
+        h = hashlib.blake2b(memoryview(arr).cast("B"), digest_size=16)
+        h.update(str(arr.shape).encode())
+        keys.append(h.hexdigest())
+    return keys
+
+
 class FaceCache:
     """Faces per image content key; `get` returns None for an image that is not in the cache."""
 
@@ -53,7 +78,11 @@ class FaceCache:
         return len(self._entries)
 
     def get(self, image: np.ndarray) -> Faces | None:
-        faces = self._entries.get(content_key(image))
+        return self.get_key(content_key(image))
+
+    def get_key(self, key: str) -> Faces | None:
+        """The faces stored under a `content_key` (None if absent); counts hits and misses like `get`."""
+        faces = self._entries.get(key)
         if faces is None:
             self.misses += 1
         else:

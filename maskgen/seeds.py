@@ -56,6 +56,20 @@ def unit_draws(seed: int, n: int) -> list[int]:
     return out
 
 
+def unit_draws_array(seeds: np.ndarray, n: int) -> np.ndarray:
+    """`unit_draws` for many seeds at once: an (n, len(seeds)) uint64 array, the same numbers."""
+    x = np.asarray(seeds, np.uint64).copy()
+    out = np.empty((n, len(x)), np.uint64)
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps, as splitmix64 means it to
+        for i in range(n):
+            x += np.uint64(0x9E3779B97F4A7C15)
+            z = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            out[i] = z ^ (z >> np.uint64(31))
+            x = out[i].copy()
+    return out
+
+
 class CounterRng:
     """The few draws a strategy's `resolve` makes (`random`, `integers`, `uniform`, `bit_generator.random_raw`)
     from a splitmix64 stream: ~1 us per item where resetting a NumPy generator costs ~8. For on-the-fly

@@ -21,8 +21,8 @@ import numpy as np
 
 from .detectors import detect
 from .errors import BadParameter
-from .facecache import FaceCache
-from .seeds import CounterRng, item_seed, unit_draws
+from .facecache import FaceCache, content_keys
+from .seeds import CounterRng, item_seed, unit_draws, unit_draws_array
 from .strategies import STRATEGIES, check_image, get_strategy
 from .strategies.batch import apply_grouped
 from .templates import MASK_TYPES
@@ -106,10 +106,15 @@ class MaskFaces:
         self.epoch, self._calls = epoch, 0
 
     def _next_seed(self) -> int:
-        self._calls += 1
+        return self._next_seeds(1)[0]
+
+    def _next_seeds(self, n: int) -> list[int]:
+        """The seeds of the next `n` calls."""
+        first, self._calls = self._calls + 1, self._calls + n
         if self.seed is None:
-            return int.from_bytes(os.urandom(8), "big") >> 1
-        return item_seed(self.seed, f"{_torch_worker_seed()}:{self.epoch}", self._calls)
+            return [int.from_bytes(os.urandom(8), "big") >> 1 for _ in range(n)]
+        key = f"{_torch_worker_seed()}:{self.epoch}"
+        return [item_seed(self.seed, key, c) for c in range(first, first + n)]
 
     def __call__(self, image: Any) -> Any:
         return self.apply(image, self._next_seed())
@@ -117,12 +122,32 @@ class MaskFaces:
     def _draw(self, arr: np.ndarray, seed: int) -> tuple[Faces, dict[str, Any]] | None:
         """Whether and how to mask this image: (faces, resolved params), or None to leave it."""
         a, k, sub = unit_draws(seed, 3)  # whether, which type, and the strategy's own seed
-        apply = (a >> 11) * 2.0**-53 < self.p
-        kind = self.types[min((k >> 11) * len(self.types) >> 53, len(self.types) - 1)]
-        sub_seed = sub >> 1
-        if not apply:
+        if not (a >> 11) * 2.0**-53 < self.p:
             return None
-        faces = self.faces.get(arr) if self.faces is not None else None
+        kind = min((k >> 11) * len(self.types) >> 53, len(self.types) - 1)
+        return self._resolve(arr, self.faces.get(arr) if self.faces is not None else None, kind, sub >> 1)
+
+    def _draw_many(self, images: np.ndarray, seeds: list[int]) -> list[tuple[Faces, dict[str, Any]] | None]:
+        """`_draw` for a stack of images: the seeds' draws and the cache's keys computed at once."""
+        a, k, sub = unit_draws_array(np.array(seeds, np.uint64), 3)
+        apply = ((a >> np.uint64(11)).astype(np.float64) * 2.0**-53 < self.p).tolist()
+        n = np.uint64(len(self.types))
+        kinds = np.minimum(((k >> np.uint64(11)) * n) >> np.uint64(53), n - np.uint64(1)).tolist()
+        subs = (sub >> np.uint64(1)).tolist()
+        chosen = [i for i, yes in enumerate(apply) if yes]
+        found: dict[int, Faces | None] = dict.fromkeys(chosen)
+        if self.faces is not None and chosen:
+            for i, key in zip(chosen, content_keys(images[chosen]), strict=True):
+                found[i] = self.faces.get_key(key)
+        out: list[tuple[Faces, dict[str, Any]] | None] = [None] * len(images)
+        for i in chosen:
+            out[i] = self._resolve(images[i], found[i], kinds[i], subs[i])
+        return out
+
+    def _resolve(
+        self, arr: np.ndarray, faces: Faces | None, kind: int, sub_seed: int
+    ) -> tuple[Faces, dict[str, Any]] | None:
+        """The faces (detected unless given) and the strategy's parameters drawn from `sub_seed`."""
         if faces is None:
             faces = detect(arr, detector=self.detector, fallback=self.fallback)
         if not len(faces):
@@ -130,7 +155,7 @@ class MaskFaces:
             return None
         params = dict(self.params)
         if self.strategy == "overlay":
-            params["type"] = kind
+            params["type"] = self.types[kind]
         return faces, get_strategy(self.strategy).resolve(CounterRng(sub_seed), **params)
 
     def apply(self, image: Any, seed: int) -> Any:
@@ -160,7 +185,7 @@ class MaskFaces:
         out = x.copy()
         occ = np.zeros(x.shape[:3], bool)
         strat = get_strategy(self.strategy)
-        drawn = [(i, d) for i in range(len(x)) if (d := self._draw(x[i], self._next_seed())) is not None]
+        drawn = [(i, d) for i, d in enumerate(self._draw_many(x, self._next_seeds(len(x)))) if d is not None]
         batched = apply_grouped(self.strategy, [(x[i], faces, p) for i, (faces, p) in drawn])
         for (i, (faces, p)), done in zip(drawn, batched, strict=True):
             if done is None:

@@ -181,6 +181,22 @@ def small_batch() -> tuple[np.ndarray, mg.FaceCache]:
     return x, mg.precompute_faces(list(x))
 
 
+def test_batch_draws_and_keys_equal_the_one_by_one_ones(astronaut):
+    from maskgen.facecache import content_key, content_keys
+    from maskgen.seeds import unit_draws, unit_draws_array
+
+    seeds = [0, 1, 2**63 - 1, *np.random.default_rng(0).integers(0, 2**63, 200).tolist()]
+    many = unit_draws_array(np.array(seeds, np.uint64), 3)
+    assert all([int(v) for v in many[:, i]] == unit_draws(s, 3) for i, s in enumerate(seeds))
+    x, _ = small_batch()
+    rgb = np.repeat(x[..., None], 3, axis=3)
+    rgb[1] = astronaut[:48, :48]  # one colour crop among gray-as-RGB ones
+    rgba = np.concatenate([rgb, np.full(rgb.shape[:3] + (1,), 7, np.uint8)], axis=3)
+    for stack in (x, x[..., None], rgb, rgba):
+        assert content_keys(stack) == [content_key(im) for im in stack]
+    assert content_keys(rgb)[0] == content_key(x[0]) and content_keys(rgb)[1] != content_key(x[1])
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

@@ -49,7 +49,9 @@ def apply_batch(strategy: str, images: np.ndarray, jobs: list[tuple[Faces, dict[
     strat = get_strategy(strategy)
     shape = images.shape[1:]
     canvas = np.zeros((*images.shape[:3], 2 if images.ndim == 3 else 4), np.float32)
-    for j, (faces, p) in enumerate(jobs):
+    # grouped by mask type: consecutive warps then read the same template level, still in the CPU's cache
+    for j in sorted(range(len(jobs)), key=lambda j: str(jobs[j][1].get("type"))):
+        faces, p = jobs[j]
         for patch, (ox, oy) in strat.patches(shape, faces, image=images[j], **p):
             canvas[j, oy : oy + patch.shape[0], ox : ox + patch.shape[1]] = patch
     return F.blend_premultiplied_batch(images, canvas)
