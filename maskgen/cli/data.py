@@ -206,7 +206,7 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
 
 @main.command("convert")
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
-@click.argument("dst", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=str))
 @strategy_option
 @click.option(
     "--types",
@@ -325,12 +325,14 @@ def convert_cmd(
 
     DST mirrors SRC's tree and gets metadata.csv (Hugging Face imagefolder), manifest.jsonl (one row
     per output) and skips.jsonl (every input without output, with a reason); with --output-format
-    parquet or webdataset the images go into shards under DST/data instead. Interrupted runs resume
-    when the same command is run again.
+    parquet or webdataset the images go into shards under DST/data instead, and DST may be an fsspec
+    URL (s3://bucket/masked, gs://..., memory://...). Interrupted runs resume when the same command is
+    run again.
     """
     from tqdm import tqdm
 
     from ..pipeline import ConvertConfig, convert
+    from ..pipeline.remote import is_url
 
     STRATEGIES.get(strategy)
     kwargs = parse_params(params)
@@ -374,7 +376,7 @@ def convert_cmd(
     try:
         summary = convert(
             src,
-            dst,
+            dst if is_url(dst) else Path(dst),
             cfg,
             jobs=jobs,
             overwrite=overwrite,
@@ -397,11 +399,11 @@ def convert_cmd(
     for reason, n in sorted(summary.skipped.items(), key=lambda x: -x[1]):
         click.echo(f"  skipped {n:>6}  {reason}")
     if summary.skipped:
-        click.echo(f"  reasons per input: {dst / 'skips.jsonl'}")
+        click.echo(f"  reasons per input: {dst.rstrip('/')}/skips.jsonl")
     if summary.conflicts:
         click.secho(
             f"warning: {summary.conflicts} near-identical input(s) carry different labels; both kept, "
-            f"listed in {dst / 'label_conflicts.jsonl'}",
+            f"listed in {dst.rstrip('/')}/label_conflicts.jsonl",
             fg="yellow",
             err=True,
         )

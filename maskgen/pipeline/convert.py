@@ -19,9 +19,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import BadParameter, MaskgenError
-from ..io import WRITABLE_SUFFIXES, format_for
+from ..io import WRITABLE_SUFFIXES, format_for, write_bytes_atomic
 from ..strategies import check_params
 from . import manifest as mf
+from . import remote as rm
 from . import shards as sh
 from .dataset_tools import find_duplicates, stratified_sample
 from .items import ConvertConfig, output_path, run_chunk, variant_tag
@@ -289,7 +290,7 @@ def _resume(
 
 def convert(
     src: Path,
-    dst: Path,
+    dst: Path | str,
     cfg: ConvertConfig,
     jobs: int = 1,
     overwrite: bool = False,
@@ -303,15 +304,33 @@ def convert(
     `jobs` is the number of cores to use (0: all); results do not depend on it. A resumed run redoes
     the sources that changed since and drops those that are gone. A file system error (disk full,
     read-only, permission denied) is one `MaskgenError` naming DST; the finished work stays journalled.
+    DST may be an fsspec URL (`s3://bucket/masked`) for a sharded output (see `remote`).
     """
     if jobs <= 0:
         jobs = os.cpu_count() or 1
+    store = None
+    if rm.is_url(dst):
+        check_config(cfg)
+        if not cfg.sharded:
+            raise BadParameter(
+                f"{dst}: a remote DST takes --output-format parquet or webdataset (one object per image "
+                "would be slow to write and to read back); write a folder locally instead"
+            )
+        store = rm.open_store(str(dst))
+        if not src.exists():
+            raise BadParameter(f"{src}: no such file or folder")
+        dst = rm.state_dir(store.url)
     check_paths(src, dst)
     check_config(cfg)
     try:
         iter_records(src, cfg.format, cfg.naming)  # a source it cannot read fails here, before DST is made
-        return _convert(src, dst, cfg, jobs, overwrite, executor, scheduler, progress, total_callback)
+        return _convert(src, dst, cfg, jobs, overwrite, executor, scheduler, progress, total_callback, store)
     except OSError as e:
+        if store is not None:
+            raise MaskgenError(
+                f"cannot write to {store.url}: {e.strerror or e}; the finished work is journalled in {dst}, "
+                "run the same command again to resume once this is fixed"
+            ) from None
         where = Path(e.filename) if e.filename else dst
         if where.resolve() == src.resolve() or src.resolve() in where.resolve().parents:
             raise MaskgenError(f"cannot read {where}: {e.strerror or e}") from None
@@ -321,8 +340,12 @@ def convert(
         ) from None
 
 
-def _convert(src, dst, cfg, jobs, overwrite, executor, scheduler, progress, total_callback) -> Summary:
-    prepare_destination(src, dst, cfg, overwrite)
+def _convert(src, dst, cfg, jobs, overwrite, executor, scheduler, progress, total_callback, store=None) -> Summary:
+    if store is not None:  # the state folder is maskgen's own: a stale one is cleared, the store is checked
+        rm.prepare_store(store, {"source": str(src.resolve()), "maskgen": cfg.to_json()}, overwrite)
+        prepare_destination(src, dst, cfg, overwrite=True)
+    else:
+        prepare_destination(src, dst, cfg, overwrite)
     journal = mf.Journal(dst)
 
     # listed once: the decisions over the whole source (duplicates, sampling, names, what is done) and the
@@ -358,7 +381,8 @@ def _convert(src, dst, cfg, jobs, overwrite, executor, scheduler, progress, tota
 
         kept = (r for r in records() if makes_output(r))
         shards = sh.plan_shards(kept, cfg.output_format, cfg.shard_mb, _bytes_per_source(cfg))
-        done = _finished_shards(journal, dst, shards, done)
+        exists = store.exists if store is not None else (lambda name: (dst / name).exists())
+        done = _finished_shards(journal, exists, shards, done)
         summary.resumed = len(done)
     if total_callback is not None:
         total_callback(total)
@@ -373,7 +397,8 @@ def _convert(src, dst, cfg, jobs, overwrite, executor, scheduler, progress, tota
     def journal_lines(lines: list[tuple]) -> None:
         journal.record([(kind, key, line) for kind, _, key, line, _ in lines])
 
-    sink = sh.ShardSink(dst, cfg.output_format, shards, set(shard_of) - done, journal_lines) if shards else None
+    write = store.put if store is not None else (lambda name, data: write_bytes_atomic(dst / name, data))
+    sink = sh.ShardSink(write, cfg.output_format, shards, set(shard_of) - done, journal_lines) if shards else None
 
     def handle(lines: list[tuple]) -> None:
         if sink is not None:
@@ -398,12 +423,18 @@ def _convert(src, dst, cfg, jobs, overwrite, executor, scheduler, progress, tota
                 pool.shutdown(wait=True, cancel_futures=True)
     if sink is not None:
         sink.finish()
-    if cfg.sharded:
-        planned_files = {dst / s.name for s in shards}
-        for stale in sh.shard_files(dst):  # from an earlier plan (SRC changed since)
-            if stale not in planned_files:
+    if cfg.sharded:  # shards from an earlier plan (SRC changed since) go
+        planned_names = {s.name for s in shards}
+        if store is not None:
+            for name in store.names(sh.DATA_DIR):
+                if sh.SHARD_NAME.fullmatch(name) and f"{sh.DATA_DIR}/{name}" not in planned_names:
+                    store.delete(f"{sh.DATA_DIR}/{name}")
+        for stale in sh.shard_files(dst):
+            if f"{sh.DATA_DIR}/{stale.name}" not in planned_names:
                 stale.unlink()
     totals = mf.finalize(dst, journal, per_split=not cfg.sharded)
+    if store is not None:
+        rm.upload_tables(dst, store)
     summary.outputs, summary.skipped, summary.inputs = totals.outputs, totals.skipped, totals.inputs
     summary.complete = True
     return summary
@@ -414,7 +445,9 @@ def _bytes_per_source(cfg: ConvertConfig) -> float:
     return len(cfg.plan()) * (1 + cfg.keep_original + 0.2 * cfg.occlusion)
 
 
-def _finished_shards(journal: mf.Journal, dst: Path, shards: list[sh.Shard], done: set[str]) -> set[str]:
+def _finished_shards(
+    journal: mf.Journal, exists: Callable[[str], bool], shards: list[sh.Shard], done: set[str]
+) -> set[str]:
     """The done sources whose whole shard is written; the rows of the others' sources are dropped, so their
     shards are made again whole (a run killed between writing a shard and journalling it, or a shard whose
     sources changed)."""
@@ -424,7 +457,7 @@ def _finished_shards(journal: mf.Journal, dst: Path, shards: list[sh.Shard], don
     for shard in shards:
         named = set().union(*(entries[k].shards for k in shard.sources if k in entries))
         whole = all(k in done for k in shard.sources) and named <= {shard.name}
-        if whole and (not named or (dst / shard.name).exists()):
+        if whole and (not named or exists(shard.name)):
             finished.update(shard.sources)
         else:
             redo.update(k for k in shard.sources if k in entries)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadParameter, MaskgenError, MissingExtra, NotAnImage
-from ..io import read_bytes, write_bytes_atomic
+from ..io import read_bytes
 from ..registry import Registry
 from . import manifest as mf
 from .naming import suffix_of
@@ -176,16 +176,21 @@ def join_tar(samples: list[bytes]) -> bytes:
 class ShardSink:
     """Collects a run's finished sources and writes each shard once all its sources are in.
 
-    `add` takes `chunk_lines` results (for outputs, the last item is (file name, packed sample)); `journal`
-    is called with the lines of each shard after the shard file is in place (so the journal never names a
-    source whose shard is not written).
+    `add` takes `chunk_lines` results (for outputs, the last item is (file name, packed sample));
+    `write(name, bytes)` writes a shard whole (atomically); `journal` is called with the lines of each
+    shard after the shard is in place (so the journal never names a source whose shard is not written).
     """
 
     def __init__(
-        self, dst: Path, fmt: str, shards: list[Shard], todo: set[str], journal: Callable[[list[tuple]], None]
+        self,
+        write: Callable[[str, bytes], None],
+        fmt: str,
+        shards: list[Shard],
+        todo: set[str],
+        journal: Callable[[list[tuple]], None],
     ) -> None:
         self.join = SHARD_FORMATS.create(fmt).join
-        self.dst, self.journal = dst, journal
+        self.write, self.journal = write, journal
         self.shard_of = {k: s for s in shards for k in s.sources}
         self.waiting = {s.name: {k for k in s.sources if k in todo} for s in shards}
         self.lines: dict[str, list[tuple]] = {s.name: [] for s in shards}
@@ -209,7 +214,7 @@ class ShardSink:
     def _write(self, shard: str) -> None:
         lines = self.lines.pop(shard)
         packed = sorted((line[4] for line in lines if line[0] == "output"), key=lambda x: x[0])
-        write_bytes_atomic(self.dst / shard, self.join([p for _, p in packed]))
+        self.write(shard, self.join([p for _, p in packed]))
         self.journal(lines)
 
     def finish(self) -> None:

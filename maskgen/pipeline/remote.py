@@ -1,0 +1,157 @@
+"""Remote destinations: `convert SRC s3://bucket/masked --output-format parquet|webdataset` writes its shards
+and, when the run ends, manifest.jsonl, skips.jsonl and metadata.csv to any fsspec URL (`s3://`, `gs://`,
+`az://`, `memory://`, `file://`...).
+
+The run's journal stays in a local state folder ($MASKGEN_STATE, else ~/.cache/maskgen/remote, one folder
+per URL): a run resumes from it, and a shard the journal names but the store lacks is written again. Every
+object is written whole: an object store's put shows all of an object or none of it; other file systems
+get a temporary name and a move. Workers never touch the store: they return packed samples, and the
+process that plans the run writes each shard once all its samples are in.
+
+Credentials and endpoints come from the usual places (for S3: the AWS variables and files,
+AWS_ENDPOINT_URL for a non-AWS endpoint), or from FSSPEC_<PROTOCOL>_<OPTION> variables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadParameter, MissingExtra
+from ..io import write_bytes_atomic
+from . import manifest as mf
+
+OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "memory"}  # whole-object puts
+UPLOADED = (mf.MANIFEST, mf.SKIPS, mf.METADATA, mf.CONFLICTS)  # the run's tables, copied when it ends
+
+
+def is_url(dst: object) -> bool:
+    """Whether DST names a store through fsspec (`protocol://...`) rather than a local folder."""
+    return isinstance(dst, str) and "://" in dst
+
+
+@dataclass
+class Store:
+    """A folder in an fsspec file system: whole-object writes, reads and listings relative to `root`."""
+
+    url: str
+    fs: Any
+    root: str
+
+    def path(self, name: str) -> str:
+        return posixpath.join(self.root, name)
+
+    @property
+    def local(self) -> bool:
+        return "file" in _protocols(self.fs)
+
+    def put(self, name: str, data: bytes) -> None:
+        """Write an object whole: a reader sees all of it or nothing."""
+        target = self.path(name)
+        if self.local:
+            write_bytes_atomic(target, data)
+        elif _protocols(self.fs) & OBJECT_STORES:
+            self.fs.pipe_file(target, data)
+        else:
+            part = f"{target}.{os.getpid()}.part"
+            self.fs.pipe_file(part, data)
+            self.fs.mv(part, target)
+
+    def get(self, name: str) -> bytes | None:
+        try:
+            return self.fs.cat_file(self.path(name))
+        except FileNotFoundError:
+            return None
+
+    def exists(self, name: str) -> bool:
+        return bool(self.fs.exists(self.path(name)))
+
+    def delete(self, name: str) -> None:
+        if self.fs.exists(self.path(name)):
+            self.fs.rm_file(self.path(name))
+
+    def names(self, folder: str = "") -> list[str]:
+        """The files directly in `folder` (relative to the root), by name."""
+        try:
+            found = self.fs.ls(self.path(folder), detail=True)
+        except FileNotFoundError:
+            return []
+        return sorted(posixpath.basename(f["name"].rstrip("/")) for f in found if f.get("type") == "file")
+
+    def is_empty(self) -> bool:
+        try:
+            return not self.fs.ls(self.root)
+        except FileNotFoundError:
+            return True
+
+
+def _protocols(fs: Any) -> set[str]:
+    p = fs.protocol
+    return {p} if isinstance(p, str) else set(p)
+
+
+def open_store(url: str) -> Store:
+    """The store behind `url`; a one-line error when fsspec or the protocol's package is missing."""
+    try:
+        import fsspec
+    except ImportError:
+        raise MissingExtra(f"{url}: remote destinations need fsspec: pip install 'maskgen[remote]'") from None
+    try:
+        fs, root = fsspec.core.url_to_fs(url)
+    except ImportError as e:  # fsspec names the package (s3fs, gcsfs, adlfs...)
+        raise MissingExtra(f"{url}: {str(e).splitlines()[0]}") from None
+    except ValueError as e:
+        raise BadParameter(f"{url}: {e}") from None
+    fs.invalidate_cache()  # fsspec reuses file system objects: listings from before this run are stale
+    return Store(url, fs, root.rstrip("/"))
+
+
+def state_dir(url: str) -> Path:
+    """The local folder that keeps a remote run's journal (one per URL)."""
+    base = Path(os.environ.get("MASKGEN_STATE") or Path.home() / ".cache" / "maskgen" / "remote")
+    tag = hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
+    return base / f"{posixpath.basename(url.rstrip('/')) or 'dst'}-{tag}"
+
+
+def prepare_store(store: Store, config: dict[str, Any], overwrite: bool) -> None:
+    """Refuse a store folder made by another configuration or not by maskgen (unless `overwrite`, which
+    removes what an earlier run wrote, nothing else); then record this run's configuration there."""
+    raw = store.get(posixpath.join(mf.STATE_DIR, mf.CONFIG))
+    old = json.loads(raw) if raw else None
+    if old is not None and old != config:
+        if not overwrite:
+            was, now = old["maskgen"], config["maskgen"]
+            diff = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
+            raise BadParameter(
+                f"{store.url} was made with another configuration ({', '.join(diff) or 'source'} differ); "
+                "use another URL or --overwrite"
+            )
+        clear_store(store)
+    elif old is None and not store.is_empty() and not overwrite:
+        raise BadParameter(f"{store.url} is not empty and was not made by maskgen; use --overwrite to write into it")
+    store.put(posixpath.join(mf.STATE_DIR, mf.CONFIG), (json.dumps(config, indent=1, sort_keys=True) + "\n").encode())
+
+
+def clear_store(store: Store) -> None:
+    """Remove the shards an earlier run's manifest names and its tables."""
+    raw = store.get(mf.MANIFEST) or b""
+    for line in raw.decode().splitlines():
+        shard = json.loads(line).get("shard") if line.strip() else None
+        if shard:
+            store.delete(shard)
+    for name in UPLOADED:
+        store.delete(name)
+
+
+def upload_tables(local: Path, store: Store) -> None:
+    """Copy the finished run's tables from the state folder to the store (each written whole)."""
+    for name in UPLOADED:
+        if (local / name).exists():
+            store.put(name, (local / name).read_bytes())
+        else:
+            store.delete(name)

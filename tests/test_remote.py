@@ -1,0 +1,165 @@
+"""Remote destinations through fsspec, against an S3 endpoint started here (moto's server on localhost):
+the same shards and tables as a local run, resume after kill -9, lost state, one-line errors, and a Dask
+cluster of scheduler and worker processes writing to S3 with no shared output folder."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from maskgen.cli import main
+from maskgen.pipeline import convert
+from maskgen.pipeline.shards import shard_files
+
+from .conftest import EXAMPLES, SHARED, shared_set
+from .test_pipeline import CONVERT
+from .test_shards import cfg
+
+pytest.importorskip("pyarrow")
+pytest.importorskip("s3fs")
+moto_server = pytest.importorskip("moto.server")
+TABLES = ("manifest.jsonl", "skips.jsonl", "metadata.csv")
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """An S3 endpoint on localhost with a bucket; the environment points boto (and child processes) at it."""
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "MASKGEN_STATE": str(tmp_path_factory.mktemp("state")),
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        import s3fs
+
+        fs = s3fs.S3FileSystem(skip_instance_cache=True)
+        fs.mkdir("masks")
+        yield fs
+    server.stop()
+
+
+def remote_shards(fs, url: str) -> dict[str, bytes]:
+    fs.invalidate_cache()
+    root = url.removeprefix("s3://")
+    return {p.rsplit("/", 1)[1]: fs.cat_file(p) for p in sorted(fs.ls(f"{root}/data")) if not p.endswith(".part")}
+
+
+def same_as_local(fs, url: str, local: Path) -> None:
+    shards = remote_shards(fs, url)
+    assert list(shards) == [p.name for p in shard_files(local)] and len(shards) >= 2
+    assert all(shards[p.name] == p.read_bytes() for p in shard_files(local))
+    for name in TABLES:
+        assert fs.cat_file(f"{url.removeprefix('s3://')}/{name}") == (local / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "webdataset"])
+def test_s3_gets_the_same_shards_and_tables_as_a_local_run(tmp_path, s3, fmt):
+    local = tmp_path / "local"
+    convert(EXAMPLES, local, cfg(fmt))
+    url = f"s3://masks/examples-{fmt}"
+    summary = convert(EXAMPLES, url, cfg(fmt))
+    assert summary.complete and summary.outputs == len((local / "manifest.jsonl").read_text().splitlines())
+    same_as_local(s3, url, local)
+    assert s3.exists(f"masks/examples-{fmt}/.maskgen/config.json")
+    assert convert(EXAMPLES, url, cfg(fmt)).resumed == summary.inputs  # nothing redone
+
+
+def test_a_deleted_shard_or_lost_state_is_written_again_the_same(tmp_path, s3, monkeypatch):
+    local, url = tmp_path / "local", "s3://masks/again"
+    convert(EXAMPLES, local, cfg("parquet"))
+    convert(EXAMPLES, url, cfg("parquet"))
+    first = sorted(s3.ls("masks/again/data"))[0]
+    s3.rm_file(first)
+    again = convert(EXAMPLES, url, cfg("parquet"))
+    assert 0 < again.resumed < again.inputs  # only the deleted shard's sources were redone
+    same_as_local(s3, url, local)
+    monkeypatch.setenv("MASKGEN_STATE", str(tmp_path / "elsewhere"))  # another machine: no journal
+    assert convert(EXAMPLES, url, cfg("parquet")).resumed == 0
+    same_as_local(s3, url, local)
+
+
+def test_kill_9_and_resume_on_s3(tmp_path, s3):
+    src = SHARED / "fer2013-dev"
+    shared_set("fer2013-dev")
+    opts = ["--quiet", "--output-format", "webdataset", "--shard-size", "0.1", "--jobs", "2"]
+    subprocess.run([*CONVERT, str(src), str(tmp_path / "full"), *opts], check=True, capture_output=True)
+    url = "s3://masks/killed"
+    proc = subprocess.Popen([*CONVERT, str(src), url, *opts], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        s3.invalidate_cache()
+        if s3.exists("masks/killed/data") and len(s3.ls("masks/killed/data")) >= 2:
+            break
+        assert proc.poll() is None, "the conversion ended before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = len(remote_shards(s3, url))
+    assert 2 <= written < len(shard_files(tmp_path / "full"))
+    out = subprocess.run([*CONVERT, str(src), url, *opts], check=True, capture_output=True, text=True)
+    assert "already done" in out.stdout and url in out.stdout
+    same_as_local(s3, url, tmp_path / "full")
+
+
+def test_remote_errors_are_one_line(tmp_path, s3):
+    runner = CliRunner()
+
+    def fails(*args: str, match: str) -> None:
+        res = runner.invoke(main, ["convert", str(EXAMPLES), *args])
+        assert res.exit_code == 1 and match in res.output and "Traceback" not in res.output, res.output
+        assert len(res.output.strip().splitlines()) == 1, res.output
+
+    fails("s3://masks/folder", match="--output-format parquet or webdataset")
+    s3.pipe_file("masks/theirs/notes.txt", b"someone else's")
+    fails("s3://masks/theirs", "--output-format", "parquet", match="not made by maskgen")
+    assert s3.cat_file("masks/theirs/notes.txt") == b"someone else's"
+    made = runner.invoke(main, ["convert", str(EXAMPLES), "s3://masks/cfg", "--output-format", "parquet"])
+    assert made.exit_code == 0, made.output
+    fails("s3://masks/cfg", "--output-format", "parquet", "--seed", "1", match="another configuration (seed differ)")
+    fails("nosuchprotocol://x/y", "--output-format", "parquet", match="nosuchprotocol")
+
+
+def test_a_dask_cluster_of_worker_processes_writes_to_s3(tmp_path, s3):
+    distributed = pytest.importorskip("dask.distributed")
+    convert(EXAMPLES, tmp_path / "local", cfg("webdataset"))
+    dask = str(Path(sys.executable).parent / "dask")
+    info = tmp_path / "scheduler.json"
+    elsewhere = tmp_path / "workers"  # the workers run from a folder of their own, DST is on S3
+    elsewhere.mkdir()
+    common = {"cwd": elsewhere, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": os.environ.copy()}
+    scheduler = [dask, "scheduler", "--scheduler-file", str(info), "--port", "0", "--no-dashboard"]
+    procs = [subprocess.Popen(scheduler, **common)]
+    try:
+        deadline = time.time() + 60
+        while not info.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        worker = [dask, "worker", "--scheduler-file", str(info), "--nworkers", "2", "--nthreads", "1", "--no-dashboard"]
+        procs.append(subprocess.Popen(worker, **common))
+        with distributed.Client(scheduler_file=str(info), timeout=60) as client:
+            client.wait_for_workers(2, timeout=90)
+            address = client.scheduler.address
+            workers = set(client.run(os.getpid).values())
+        assert os.getpid() not in workers and len(workers) == 2
+        url = "s3://masks/dask"
+        convert(EXAMPLES, url, cfg("webdataset"), executor="dask", scheduler=address)
+        same_as_local(s3, url, tmp_path / "local")
+    finally:
+        for p in reversed(procs):
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
