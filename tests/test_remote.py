@@ -113,6 +113,37 @@ def test_kill_9_and_resume_on_s3(tmp_path, s3):
     same_as_local(s3, url, tmp_path / "full")
 
 
+def upload(fs, folder: Path, prefix: str) -> None:
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            fs.pipe_file(f"{prefix}/{p.relative_to(folder).as_posix()}", p.read_bytes())
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "webdataset"])
+def test_shards_on_s3_are_a_source_read_in_place(tmp_path, s3, fmt):
+    from maskgen.pipeline import ConvertConfig
+
+    convert(EXAMPLES, tmp_path / "shards", cfg(fmt))
+    upload(s3, tmp_path / "shards" / "data", f"masks/src-{fmt}/data")
+    zero = ConvertConfig(strategy="zero", fallback="aligned")
+    local = convert(tmp_path / "shards", tmp_path / "from-local", zero)
+    url = f"s3://masks/src-{fmt}"
+    remote = convert(url, tmp_path / "from-s3", zero)
+    assert remote.inputs == local.inputs and remote.outputs == local.outputs > 0
+    a, b = tmp_path / "from-local", tmp_path / "from-s3"
+    assert (a / "metadata.csv").read_bytes() == (b / "metadata.csv").read_bytes()
+    names = [r.split(",")[0] for r in (a / "metadata.csv").read_text().splitlines()[1:]]
+    assert all((a / n).read_bytes() == (b / n).read_bytes() for n in names)
+    assert convert(url, tmp_path / "from-s3", zero).resumed == remote.inputs
+    first = sorted(s3.ls(f"masks/src-{fmt}/data"))[0]  # a shard replaced in the store: its sources are redone
+    s3.pipe_file(first, sorted((tmp_path / "shards" / "data").iterdir())[-1].read_bytes())
+    again = convert(url, tmp_path / "from-s3", zero)
+    assert again.resumed < remote.inputs
+    sharded = convert(url, f"s3://masks/src-to-s3-{fmt}", cfg(fmt))  # store to store
+    assert sharded.inputs == again.inputs == sharded.outputs + sum(sharded.skipped.values())
+    assert remote_shards(s3, f"s3://masks/src-to-s3-{fmt}")
+
+
 def test_remote_errors_are_one_line(tmp_path, s3):
     runner = CliRunner()
 
@@ -129,6 +160,12 @@ def test_remote_errors_are_one_line(tmp_path, s3):
     assert made.exit_code == 0, made.output
     fails("s3://masks/cfg", "--output-format", "parquet", "--seed", "1", match="another configuration (seed differ)")
     fails("nosuchprotocol://x/y", "--output-format", "parquet", match="nosuchprotocol")
+    res = runner.invoke(main, ["convert", "s3://masks/theirs", str(tmp_path / "out")])  # no shards there
+    assert res.exit_code == 1 and "no Parquet or WebDataset shards" in res.output, res.output
+    res = runner.invoke(main, ["convert", "s3://masks/cfg", str(tmp_path / "out"), "--source-format", "folder"])
+    assert res.exit_code == 1 and "a remote SRC takes Parquet or WebDataset" in res.output, res.output
+    res = runner.invoke(main, ["convert", "s3://masks/nothing-here", str(tmp_path / "out")])
+    assert res.exit_code == 1 and "no such file" in res.output, res.output
 
 
 def test_a_dask_cluster_of_worker_processes_writes_to_s3(tmp_path, s3):
@@ -155,6 +192,11 @@ def test_a_dask_cluster_of_worker_processes_writes_to_s3(tmp_path, s3):
         url = "s3://masks/dask"
         convert(EXAMPLES, url, cfg("webdataset"), executor="dask", scheduler=address)
         same_as_local(s3, url, tmp_path / "local")
+        # SRC in the store too: the workers read their images from S3 themselves
+        upload(s3, tmp_path / "local" / "data", "masks/dask-src/data")
+        convert("s3://masks/dask-src", tmp_path / "inline", cfg("parquet"), jobs=1)
+        convert("s3://masks/dask-src", "s3://masks/dask-again", cfg("parquet"), executor="dask", scheduler=address)
+        same_as_local(s3, "s3://masks/dask-again", tmp_path / "inline")
     finally:
         for p in reversed(procs):
             p.send_signal(signal.SIGTERM)

@@ -205,7 +205,7 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
 
 
 @main.command("convert")
-@click.argument("src", type=click.Path(exists=True, path_type=Path))
+@click.argument("src", type=click.Path(path_type=str))
 @click.argument("dst", type=click.Path(path_type=str))
 @strategy_option
 @click.option(
@@ -375,7 +375,7 @@ def convert_cmd(
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
         summary = convert(
-            src,
+            src if is_url(src) else Path(src),
             dst if is_url(dst) else Path(dst),
             cfg,
             jobs=jobs,

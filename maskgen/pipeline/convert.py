@@ -46,10 +46,17 @@ class Summary:
     conflicts: int = 0  # near-identical inputs with different labels (--dedup), in DST/label_conflicts.jsonl
 
 
+def source_id(src: Path) -> str:
+    """SRC as the configuration records it: an absolute path, or the URL."""
+    return str(src) if rm.is_remote(src) else str(src.resolve())
+
+
 def check_paths(src: Path, dst: Path) -> None:
-    s, d = src.resolve(), dst.resolve()
     if not src.exists():
         raise BadParameter(f"{src}: no such file or folder")
+    if rm.is_remote(src):
+        return
+    s, d = src.resolve(), dst.resolve()
     if d == s or s in d.parents:
         raise DestinationError(f"{dst} is inside the source {src}; maskgen never writes into its input")
     if d in s.parents:
@@ -59,7 +66,7 @@ def check_paths(src: Path, dst: Path) -> None:
 def prepare_destination(src: Path, dst: Path, cfg: ConvertConfig, overwrite: bool) -> None:
     """Refuse a DST made by another configuration (or not by maskgen) unless --overwrite; in a DST an
     earlier run made, delete the temp files a killed run left."""
-    config = {"source": str(src.resolve()), "maskgen": cfg.to_json()}
+    config = {"source": source_id(src), "maskgen": cfg.to_json()}
     old = mf.read_config(dst) if dst.exists() else None
     if old is not None and old != config:
         if not overwrite:
@@ -213,11 +220,10 @@ def _changed(rec: Record, seen: tuple) -> bool:
     if rec.path is None or size is None:
         return False
     try:
-        st = os.stat(rec.path)
+        if rm.file_stat(rec.path) == (size, mtime):
+            return False
     except OSError:
         return True
-    if (st.st_size, st.st_mtime_ns) == (size, mtime):
-        return False
     try:
         if rec.member:  # in a shard that changed: this image may not have
             return sha is None or hashlib.sha256(sh.member_bytes(rec.path, rec.member)).hexdigest() != sha
@@ -289,7 +295,7 @@ def _resume(
 
 
 def convert(
-    src: Path,
+    src: Path | str,
     dst: Path | str,
     cfg: ConvertConfig,
     jobs: int = 1,
@@ -304,10 +310,14 @@ def convert(
     `jobs` is the number of cores to use (0: all); results do not depend on it. A resumed run redoes
     the sources that changed since and drops those that are gone. A file system error (disk full,
     read-only, permission denied) is one `MaskgenError` naming DST; the finished work stays journalled.
-    DST may be an fsspec URL (`s3://bucket/masked`) for a sharded output (see `remote`).
+    SRC may be an fsspec URL of Parquet or WebDataset shards, DST one for a sharded output (see `remote`).
     """
     if jobs <= 0:
         jobs = os.cpu_count() or 1
+    if rm.is_url(src):
+        src = rm.source_path(src)
+    elif isinstance(src, str):
+        src = Path(src)
     store = None
     if rm.is_url(dst):
         check_config(cfg)
@@ -320,6 +330,8 @@ def convert(
         if not src.exists():
             raise BadParameter(f"{src}: no such file or folder")
         dst = rm.state_dir(store.url)
+    elif isinstance(dst, str):
+        dst = Path(dst)
     check_paths(src, dst)
     check_config(cfg)
     try:
@@ -332,7 +344,9 @@ def convert(
                 "run the same command again to resume once this is fixed"
             ) from None
         where = Path(e.filename) if e.filename else dst
-        if where.resolve() == src.resolve() or src.resolve() in where.resolve().parents:
+        if rm.is_remote(src) and store is None and e.filename is None:
+            raise MaskgenError(f"cannot read {src}: {e.strerror or e}") from None
+        if not rm.is_remote(src) and (where.resolve() == src.resolve() or src.resolve() in where.resolve().parents):
             raise MaskgenError(f"cannot read {where}: {e.strerror or e}") from None
         raise MaskgenError(
             f"cannot write to {where}: {e.strerror or e}; the finished work is saved in {dst}, "
@@ -342,7 +356,7 @@ def convert(
 
 def _convert(src, dst, cfg, jobs, overwrite, executor, scheduler, progress, total_callback, store=None) -> Summary:
     if store is not None:  # the state folder is maskgen's own: a stale one is cleared, the store is checked
-        rm.prepare_store(store, {"source": str(src.resolve()), "maskgen": cfg.to_json()}, overwrite)
+        rm.prepare_store(store, {"source": source_id(src), "maskgen": cfg.to_json()}, overwrite)
         prepare_destination(src, dst, cfg, overwrite=True)
     else:
         prepare_destination(src, dst, cfg, overwrite)

@@ -25,6 +25,7 @@ from ..templates import load_template
 from ..types import Faces
 from .naming import mirrored, sidecars, suffix_of, variant_name
 from .native import kept_in, native_array, restore
+from .remote import file_stat
 from .sources import Record, pixels_to_image, read_source
 
 
@@ -115,10 +116,10 @@ def fingerprint(rec: Record) -> dict[str, Any]:
     if rec.path is None:
         return {}
     try:
-        st = os.stat(rec.path)
+        size, mtime = file_stat(rec.path)
     except OSError:
         return {}
-    return {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
+    return {"source_size": size, "source_mtime_ns": mtime}
 
 
 @dataclass

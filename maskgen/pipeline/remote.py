@@ -1,6 +1,10 @@
-"""Remote destinations: `convert SRC s3://bucket/masked --output-format parquet|webdataset` writes its shards
-and, when the run ends, manifest.jsonl, skips.jsonl and metadata.csv to any fsspec URL (`s3://`, `gs://`,
-`az://`, `memory://`, `file://`...).
+"""Remote sources and destinations through fsspec (`s3://`, `gs://`, `az://`, `memory://`, `file://`...).
+
+SRC may be a URL of Parquet or WebDataset shards (a shard or a folder of them): they are listed and read
+through fsspec, each image when it is processed, by whichever process (or Dask worker) processes it.
+
+`convert SRC s3://bucket/masked --output-format parquet|webdataset` writes its shards and, when the run
+ends, manifest.jsonl, skips.jsonl and metadata.csv to the URL.
 
 The run's journal stays in a local state folder ($MASKGEN_STATE, else ~/.cache/maskgen/remote, one folder
 per URL): a run resumes from it, and a shard the journal names but the store lacks is written again. Every
@@ -30,9 +34,49 @@ OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", 
 UPLOADED = (mf.MANIFEST, mf.SKIPS, mf.METADATA, mf.CONFLICTS)  # the run's tables, copied when it ends
 
 
-def is_url(dst: object) -> bool:
-    """Whether DST names a store through fsspec (`protocol://...`) rather than a local folder."""
-    return isinstance(dst, str) and "://" in dst
+def is_url(path: object) -> bool:
+    """Whether a SRC or DST names a store through fsspec (`protocol://...`) rather than a local path."""
+    return isinstance(path, str) and "://" in path
+
+
+def is_remote(path: object) -> bool:
+    """Whether a path object is a remote one (`source_path` of a URL), not a local `Path`."""
+    return path is not None and not isinstance(path, (str, os.PathLike))
+
+
+def source_path(url: str) -> Any:
+    """A pathlib-like object for a SRC URL (universal_pathlib over fsspec): listed, read and pickled to
+    workers, which open the store themselves."""
+    try:
+        from upath import UPath
+    except ImportError:
+        raise MissingExtra(f"{url}: remote sources need universal_pathlib: pip install 'maskgen[remote]'") from None
+    try:
+        path = UPath(url)
+        path.fs.invalidate_cache()  # listings from before this run are stale
+        return path
+    except ImportError as e:
+        raise MissingExtra(f"{url}: {str(e).splitlines()[0]}") from None
+    except ValueError as e:
+        raise BadParameter(f"{url}: {e}") from None
+
+
+def file_stat(path: Any) -> tuple[int, int]:
+    """(size in bytes, modification time in ns; 0 where the store keeps none) of a local or remote file."""
+    if not is_remote(path):
+        st = os.stat(path)
+        return st.st_size, st.st_mtime_ns
+    st = path.stat()
+    return int(st.st_size), int(float(st.st_mtime or 0) * 1e9)
+
+
+def read_range(path: Any, start: int, size: int) -> bytes:
+    """`size` bytes from `start` of a local or remote file (one ranged read on an object store)."""
+    if is_remote(path):
+        return path.fs.cat_file(path.path, start=start, end=start + size)
+    with open(path, "rb") as f:
+        f.seek(start)
+        return f.read(size)
 
 
 @dataclass

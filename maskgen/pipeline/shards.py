@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import posixpath
 import re
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from ..io import read_bytes
 from ..registry import Registry
 from . import manifest as mf
 from .naming import suffix_of
+from .remote import file_stat, is_remote, read_range
 from .sources import Record
 
 OUTPUT_FORMATS = ("folder", "parquet", "webdataset")
@@ -76,7 +77,7 @@ def source_bytes(rec: Record) -> int:
     if rec.pixels is not None:
         return int(rec.pixels.count(" ") * PNG_PER_PIXEL) + 64
     try:
-        return os.stat(rec.path).st_size if rec.path is not None else 0
+        return file_stat(rec.path)[0] if rec.path is not None else 0
     except OSError:
         return 0
 
@@ -259,7 +260,8 @@ def shard_inputs(src: Path, suffix: str) -> list[Path]:
     """The shards of a sharded SRC: the file itself, or every `suffix` file under the folder, sorted."""
     if src.is_file():
         return [src]
-    return sorted(p for p in src.rglob(f"*{suffix}") if not any(part.startswith(".") for part in p.parts))
+    found = (p for p in src.rglob(f"*{suffix}") if not any(part.startswith(".") for part in p.relative_to(src).parts))
+    return sorted(found, key=str)
 
 
 def _split_of(shard: Path, root: Path) -> str:
@@ -287,7 +289,7 @@ def parquet_records(src: Path) -> Iterator[Record]:
 
     root = src if src.is_dir() else src.parent
     for shard in shard_inputs(src, ".parquet"):
-        f = pq.ParquetFile(shard)
+        f = pq.ParquetFile(shard.open("rb") if is_remote(shard) else shard)  # closed with the object
         names = f.schema_arrow.names
         image = next((c for c in IMAGE_COLUMNS if c in names), None)
         label = next((c for c in LABEL_COLUMNS if c in names), None)
@@ -357,7 +359,7 @@ IMAGE_SUFFIX_FIELDS = {"png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "ppm"
 def _tar_samples(shard: Path, images: bool = False) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {field: bytes}) per sample (its members are consecutive, as WebDataset requires); image fields
     hold empty bytes unless `images` (a source's images are read when each is processed)."""
-    with tarfile.open(shard) as tar:
+    with _open_tar(shard) as tar:
         key, fields = None, {}
         for member in [*tar, None]:
             k, _, field = member.name.partition(".") if member is not None else (None, "", "")
@@ -375,6 +377,17 @@ def _tar_samples(shard: Path, images: bool = False) -> Iterator[tuple[str, dict[
 _OPEN: dict[str, Any] = {}
 
 
+@contextmanager
+def _open_tar(shard: Path) -> Iterator[tarfile.TarFile]:
+    """A tar shard, local or remote (read through fsspec's buffered file)."""
+    if not is_remote(shard):
+        with tarfile.open(shard) as tar:
+            yield tar
+        return
+    with shard.open("rb") as f, tarfile.open(fileobj=f) as tar:
+        yield tar
+
+
 def member_bytes(shard: Path, member: str) -> bytes:
     """The bytes of one image in a sharded source (`column:row` of a Parquet file, `KEY.ext` of a tar).
     The last shard opened stays open per process: records come in shard order."""
@@ -384,9 +397,13 @@ def member_bytes(shard: Path, member: str) -> bytes:
         if shard.suffix == ".parquet":
             import pyarrow.parquet as pq
 
-            _OPEN[key] = pq.read_table(shard, memory_map=True)
+            if is_remote(shard):
+                with shard.open("rb") as f:
+                    _OPEN[key] = pq.read_table(f)
+            else:
+                _OPEN[key] = pq.read_table(shard, memory_map=True)
         else:
-            with tarfile.open(shard) as tar:
+            with _open_tar(shard) as tar:
                 _OPEN[key] = {m.name: (m.offset_data, m.size) for m in tar if m.isfile()}
     held = _OPEN[key]
     try:
@@ -397,10 +414,7 @@ def member_bytes(shard: Path, member: str) -> bytes:
             if not data and isinstance(value, dict) and value.get("path"):  # a path without bytes (HF to_parquet)
                 data = _referenced(shard, value["path"])
         else:
-            offset, size = held[member]
-            with open(shard, "rb") as f:
-                f.seek(offset)
-                data = f.read(size)
+            data = read_range(shard, *held[member])
     except (KeyError, IndexError):
         raise MaskgenError(f"{shard}: no {member} in it (the shard changed since it was listed?)") from None
     if not data:
@@ -413,7 +427,7 @@ def _referenced(shard: Path, path: str) -> bytes | None:
     working folder, as `datasets` reads it), else relative to the shard's folder."""
     for candidate in (Path(path), shard.parent / path):
         if candidate.is_file():
-            return read_bytes(candidate)
+            return candidate.read_bytes() if is_remote(candidate) else read_bytes(candidate)
     raise NotAnImage(f"{shard}: the image {path} it names is not there (and the row holds no bytes)")
 
 

@@ -38,7 +38,7 @@ class Record:
     """
 
     key: str
-    path: Path | None = None
+    path: Path | None = None  # a local path, or (in a remote SRC) a universal_pathlib UPath
     label: str = ""
     subject: str = ""
     split: str = ""
@@ -201,6 +201,15 @@ FORMATS = ("folder", "fer2013-csv", "csv", "parquet", "webdataset")
 
 
 def detect_format(src: Path) -> str:
+    from .remote import is_remote
+
+    if is_remote(src):  # a store: shards only (one object per image would be slow to list and read)
+        if src.suffix.lower() in (".parquet", ".tar") and src.is_file():
+            return "parquet" if src.suffix.lower() == ".parquet" else "webdataset"
+        for suffix, fmt in ((".parquet", "parquet"), (".tar", "webdataset")):
+            if src.is_dir() and next(iter(src.rglob(f"*{suffix}")), None) is not None:
+                return fmt
+        raise BadParameter(f"{src}: no Parquet or WebDataset shards there (a remote SRC holds shards)")
     if src.suffix.lower() in (".parquet", ".tar") and src.is_file():
         return "parquet" if src.suffix.lower() == ".parquet" else "webdataset"
     if src.is_dir():
@@ -224,7 +233,11 @@ def detect_format(src: Path) -> str:
 
 
 def iter_records(src: Path, fmt: str | None = None, naming: str | None = None) -> Iterator[Record]:
+    from .remote import is_remote
+
     fmt = fmt or detect_format(src)
+    if is_remote(src) and fmt not in ("parquet", "webdataset"):
+        raise BadParameter(f"{src}: a remote SRC takes Parquet or WebDataset shards, not --source-format {fmt}")
     if fmt == "folder":
         return folder_records(src, naming)
     if fmt == "fer2013-csv":
