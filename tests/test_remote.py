@@ -168,7 +168,7 @@ def test_remote_errors_are_one_line(tmp_path, s3):
     assert res.exit_code == 1 and "no such file" in res.output, res.output
 
 
-def test_a_dask_cluster_of_worker_processes_writes_to_s3(tmp_path, s3):
+def test_a_dask_cluster_of_worker_processes_writes_to_s3(tmp_path, s3, monkeypatch):
     distributed = pytest.importorskip("dask.distributed")
     convert(EXAMPLES, tmp_path / "local", cfg("webdataset"))
     dask = str(Path(sys.executable).parent / "dask")
@@ -189,9 +189,14 @@ def test_a_dask_cluster_of_worker_processes_writes_to_s3(tmp_path, s3):
             address = client.scheduler.address
             workers = set(client.run(os.getpid).values())
         assert os.getpid() not in workers and len(workers) == 2
+        from maskgen.pipeline.remote import Store
+
+        puts, put = [], Store.put
+        monkeypatch.setattr(Store, "put", lambda self, name, data: (puts.append(name), put(self, name, data))[1])
         url = "s3://masks/dask"
         convert(EXAMPLES, url, cfg("webdataset"), executor="dask", scheduler=address)
         same_as_local(s3, url, tmp_path / "local")
+        assert puts and not [n for n in puts if n.startswith("data/")]  # the workers put every shard
         # SRC in the store too: the workers read their images from S3 themselves
         upload(s3, tmp_path / "local" / "data", "masks/dask-src/data")
         convert("s3://masks/dask-src", tmp_path / "inline", cfg("parquet"), jobs=1)

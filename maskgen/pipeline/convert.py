@@ -412,7 +412,11 @@ def _convert(src, dst, cfg, jobs, overwrite, executor, scheduler, progress, tota
         journal.record([(kind, key, line) for kind, _, key, line, _ in lines])
 
     write = store.put if store is not None else (lambda name, data: write_bytes_atomic(dst / name, data))
-    sink = sh.ShardSink(write, cfg.output_format, shards, set(shard_of) - done, journal_lines) if shards else None
+    # Dask into a store: each worker makes whole shards and puts them itself; this process journals
+    direct = executor == "dask" and store is not None
+    sink = None
+    if shards and not direct:
+        sink = sh.ShardSink(write, cfg.output_format, shards, set(shard_of) - done, journal_lines)
 
     def handle(lines: list[tuple]) -> None:
         if sink is not None:
@@ -424,7 +428,7 @@ def _convert(src, dst, cfg, jobs, overwrite, executor, scheduler, progress, tota
 
     with journal:
         if executor == "dask":
-            _run_dask(todo, cfg, dst, sub_excluded, handle, scheduler)
+            _run_dask(todo, cfg, dst, sub_excluded, handle, scheduler, store.url if direct else None)
         elif jobs <= 1:
             with single_threaded_opencv():  # --jobs N means N cores
                 for chunk in _chunks(todo, CHUNK):
@@ -509,7 +513,31 @@ def _run_pool(pool, todo, cfg, dst, excluded, handle, jobs: int) -> None:
         ) from None
 
 
-def _run_dask(todo, cfg, dst, excluded, handle, scheduler: str | None) -> None:
+def shard_task(records: list[Record], cfg: ConvertConfig, dst: str, excluded: dict[str, str], url: str) -> list[tuple]:
+    """A Dask task that makes one whole shard (all of `records`) and puts it in the store at `url` itself;
+    its lines come back without the samples, for the client to journal."""
+    lines = chunk_lines(records, cfg, dst, excluded)
+    rm.open_store(url).put(records[0].shard, sh.shard_bytes(sh.SHARD_FORMATS.create(cfg.output_format).join, lines))
+    return [(*line[:4], None) for line in lines]
+
+
+def _dask_tasks(todo: Iterator[Record], cfg: ConvertConfig, dst: str, excluded: dict[str, str], url: str | None):
+    """(function, args) per task: chunks of CHUNK records, or with `url` one task per shard (and chunks
+    of the sources that make no output, decided before any work)."""
+    if url is None:
+        for chunk in _chunks(todo, CHUNK):
+            yield chunk_lines, (chunk, cfg, dst, _subset(excluded, chunk, cfg))
+        return
+    groups: dict[str, list[Record]] = {}
+    for rec in todo:
+        groups.setdefault(rec.shard, []).append(rec)
+    for chunk in _chunks(iter(groups.pop("", [])), CHUNK):
+        yield chunk_lines, (chunk, cfg, dst, _subset(excluded, chunk, cfg))
+    for part in groups.values():
+        yield shard_task, (part, cfg, dst, _subset(excluded, part, cfg), url)
+
+
+def _run_dask(todo, cfg, dst, excluded, handle, scheduler: str | None, url: str | None = None) -> None:
     try:
         from dask.distributed import Client, as_completed
     except ImportError:
@@ -517,14 +545,14 @@ def _run_dask(todo, cfg, dst, excluded, handle, scheduler: str | None) -> None:
     client = Client(scheduler) if scheduler else Client(processes=False)
     try:
         window = 2 * max(1, sum(client.nthreads().values()))
-        chunks = _chunks(todo, CHUNK)
+        tasks = _dask_tasks(todo, cfg, str(dst), excluded, url)
         futures = as_completed()
-        for chunk in itertools.islice(chunks, window):
-            futures.add(client.submit(chunk_lines, chunk, cfg, str(dst), _subset(excluded, chunk, cfg), pure=False))
+        for fn, args in itertools.islice(tasks, window):
+            futures.add(client.submit(fn, *args, pure=False))
         for fut in futures:
             handle(fut.result())
-            nxt = next(chunks, None)
+            nxt = next(tasks, None)
             if nxt is not None:
-                futures.add(client.submit(chunk_lines, nxt, cfg, str(dst), _subset(excluded, nxt, cfg), pure=False))
+                futures.add(client.submit(nxt[0], *nxt[1], pure=False))
     finally:
         client.close()

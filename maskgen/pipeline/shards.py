@@ -174,6 +174,12 @@ def join_tar(samples: list[bytes]) -> bytes:
     return body + bytes(-len(body) % tarfile.RECORDSIZE)
 
 
+def shard_bytes(join: Callable[[list[Any]], bytes], lines: list[tuple]) -> bytes:
+    """A shard's bytes from the `chunk_lines` of all its sources: the samples sorted by output name."""
+    packed = sorted((line[4] for line in lines if line[0] == "output"), key=lambda x: x[0])
+    return join([p for _, p in packed])
+
+
 class ShardSink:
     """Collects a run's finished sources and writes each shard once all its sources are in.
 
@@ -214,8 +220,7 @@ class ShardSink:
 
     def _write(self, shard: str) -> None:
         lines = self.lines.pop(shard)
-        packed = sorted((line[4] for line in lines if line[0] == "output"), key=lambda x: x[0])
-        self.write(shard, self.join([p for _, p in packed]))
+        self.write(shard, shard_bytes(self.join, lines))
         self.journal(lines)
 
     def finish(self) -> None:
