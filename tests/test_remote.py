@@ -161,9 +161,9 @@ def test_remote_errors_are_one_line(tmp_path, s3):
     fails("s3://masks/cfg", "--output-format", "parquet", "--seed", "1", match="another configuration (seed differ)")
     fails("nosuchprotocol://x/y", "--output-format", "parquet", match="nosuchprotocol")
     res = runner.invoke(main, ["convert", "s3://masks/theirs", str(tmp_path / "out")])  # no shards there
-    assert res.exit_code == 1 and "no Parquet or WebDataset shards" in res.output, res.output
+    assert res.exit_code == 1 and "no Parquet, WebDataset or Arrow shards" in res.output, res.output
     res = runner.invoke(main, ["convert", "s3://masks/cfg", str(tmp_path / "out"), "--source-format", "folder"])
-    assert res.exit_code == 1 and "a remote SRC takes Parquet or WebDataset" in res.output, res.output
+    assert res.exit_code == 1 and "a remote SRC takes Parquet, WebDataset or Arrow" in res.output, res.output
     res = runner.invoke(main, ["convert", "s3://masks/nothing-here", str(tmp_path / "out")])
     assert res.exit_code == 1 and "no such file" in res.output, res.output
 

@@ -242,6 +242,26 @@ def test_a_hugging_face_parquet_dataset_is_a_source(tmp_path):
         assert output_pixels(tmp_path / f"from-{kind}") == output_pixels(tmp_path / "from-folder")
 
 
+def test_a_hugging_face_save_to_disk_folder_is_a_source(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    files = sorted(p for p in EXAMPLES.rglob("*") if p.is_file())
+    names = sorted({p.parent.name for p in files})
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
+    ds = datasets.Dataset.from_dict(
+        {"image": [str(p) for p in files], "label": [names.index(p.parent.name) for p in files]}, features=features
+    )
+    datasets.DatasetDict(train=ds.select(range(4)), test=ds.select(range(4, len(files)))).save_to_disk(tmp_path / "hf")
+    zero = ConvertConfig(strategy="zero", fallback="aligned")
+    convert(EXAMPLES, tmp_path / "from-folder", zero)
+    summary = convert(tmp_path / "hf", tmp_path / "from-disk", zero)
+    rows = rows_of(tmp_path / "from-disk")
+    assert summary.inputs == len(files) and len(rows) == summary.outputs
+    assert sorted(r["label"] for r in rows) == sorted(r["label"] for r in rows_of(tmp_path / "from-folder"))
+    assert sorted(r["split"] for r in rows) == ["test"] * (len(files) - 4) + ["train"] * 4  # the split folders
+    assert output_pixels(tmp_path / "from-disk") == output_pixels(tmp_path / "from-folder")
+    assert convert(tmp_path / "hf", tmp_path / "from-disk", zero).resumed == len(files)
+
+
 def test_a_broken_sharded_source_is_logged_not_fatal(tmp_path):
     import tarfile
 

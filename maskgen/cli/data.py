@@ -235,9 +235,10 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
 @fallback_option
 @click.option(
     "--source-format",
-    type=click.Choice(["folder", "fer2013-csv", "csv", "parquet", "webdataset"]),
+    type=click.Choice(["folder", "fer2013-csv", "csv", "parquet", "webdataset", "arrow"]),
     default=None,
-    help="How to read SRC (default: detected): parquet and webdataset read shards (a file or a folder of them).",
+    help="How to read SRC (default: detected): parquet, webdataset and arrow (a Hugging Face save_to_disk "
+    "folder) read shards (a file or a folder of them).",
 )
 @click.option(
     "--naming",

@@ -287,14 +287,49 @@ def _class_names(schema: Any, column: str) -> list[str] | None:
     return feature.get("names") if feature.get("_type") == "ClassLabel" else None
 
 
-def parquet_records(src: Path) -> Iterator[Record]:
-    """A Parquet dataset (a Hugging Face `to_parquet` or Hub layout, or maskgen's own shards): one record per
-    row; the image column is a {bytes, path} struct or raw bytes; labels as text or a ClassLabel."""
+def _read_arrow(shard: Path) -> Any:
+    """A Hugging Face `save_to_disk` file (Arrow IPC stream) as a table; memory-mapped when local."""
+    import pyarrow as pa
+
+    if is_remote(shard):
+        with shard.open("rb") as f:
+            return pa.ipc.open_stream(f).read_all()
+    return pa.ipc.open_stream(pa.memory_map(str(shard))).read_all()
+
+
+class _ArrowFile:
+    """The few `pyarrow.parquet.ParquetFile` members `parquet_records` uses, over an Arrow stream file."""
+
+    def __init__(self, shard: Path) -> None:
+        self.table = _read_arrow(shard)
+        self.schema_arrow = self.table.schema
+        self.num_rows = self.table.num_rows
+
+    def read(self, columns: list[str]) -> Any:
+        import pyarrow as pa
+
+        cols = {}
+        for c in columns:
+            top, _, field = c.partition(".")
+            col = self.table.column(top).combine_chunks()
+            cols[c] = pa.StructArray.from_arrays([col.field(field)], [field]) if field else col  # as Parquet reads
+        return pa.table(cols) if cols else pa.table({"_": [None] * self.num_rows}).select([])
+
+
+def parquet_records(src: Path, suffix: str = ".parquet") -> Iterator[Record]:
+    """A Parquet dataset (a Hugging Face `to_parquet` or Hub layout, or maskgen's own shards), or with
+    `suffix=".arrow"` a Hugging Face `save_to_disk` folder: one record per row; the image column is a
+    {bytes, path} struct or raw bytes; labels as text or a ClassLabel."""
     import pyarrow.parquet as pq
 
     root = src if src.is_dir() else src.parent
-    for shard in shard_inputs(src, ".parquet"):
-        f = pq.ParquetFile(shard.open("rb") if is_remote(shard) else shard)  # closed with the object
+    for shard in shard_inputs(src, suffix):
+        if suffix == ".arrow":
+            f: Any = _ArrowFile(shard)
+            n = f.num_rows
+        else:
+            f = pq.ParquetFile(shard.open("rb") if is_remote(shard) else shard)  # closed with the object
+            n = f.metadata.num_rows
         names = f.schema_arrow.names
         image = next((c for c in IMAGE_COLUMNS if c in names), None)
         label = next((c for c in LABEL_COLUMNS if c in names), None)
@@ -306,7 +341,6 @@ def parquet_records(src: Path) -> Iterator[Record]:
         meta = [c for c in ("subject", "split", "file_name") if c in names]
         table = f.read(columns=[c for c in dict.fromkeys([label, *meta]) if c])  # the images are read later
         cols = {c: table.column(c).to_pylist() for c in table.column_names}
-        n = f.metadata.num_rows
         subjects, splits = cols.get("subject", [""] * n), cols.get("split", [""] * n)
         struct = f.schema_arrow.field(image).type
         if hasattr(struct, "get_field_index") and struct.get_field_index("path") >= 0:  # only the paths, not the bytes
@@ -399,7 +433,9 @@ def member_bytes(shard: Path, member: str) -> bytes:
     key = str(shard)
     if key not in _OPEN:
         _OPEN.clear()
-        if shard.suffix == ".parquet":
+        if shard.suffix == ".arrow":
+            _OPEN[key] = _read_arrow(shard)
+        elif shard.suffix == ".parquet":
             import pyarrow.parquet as pq
 
             if is_remote(shard):
@@ -412,7 +448,7 @@ def member_bytes(shard: Path, member: str) -> bytes:
                 _OPEN[key] = {m.name: (m.offset_data, m.size) for m in tar if m.isfile()}
     held = _OPEN[key]
     try:
-        if shard.suffix == ".parquet":
+        if shard.suffix in (".parquet", ".arrow"):
             column, _, row = member.rpartition(":")
             value = held.column(column)[int(row)].as_py()
             data = value.get("bytes") if isinstance(value, dict) else value

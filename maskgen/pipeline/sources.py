@@ -197,25 +197,25 @@ def pixels_to_image(pixels: str) -> np.ndarray:
     return values.astype(np.uint8).reshape(side, side)
 
 
-FORMATS = ("folder", "fer2013-csv", "csv", "parquet", "webdataset")
+FORMATS = ("folder", "fer2013-csv", "csv", "parquet", "webdataset", "arrow")
+SHARD_SUFFIXES = ((".parquet", "parquet"), (".tar", "webdataset"), (".arrow", "arrow"))
 
 
 def detect_format(src: Path) -> str:
     from .remote import is_remote
 
+    by_suffix = dict(SHARD_SUFFIXES)
+    if src.suffix.lower() in by_suffix and src.is_file():
+        return by_suffix[src.suffix.lower()]
     if is_remote(src):  # a store: shards only (one object per image would be slow to list and read)
-        if src.suffix.lower() in (".parquet", ".tar") and src.is_file():
-            return "parquet" if src.suffix.lower() == ".parquet" else "webdataset"
-        for suffix, fmt in ((".parquet", "parquet"), (".tar", "webdataset")):
+        for suffix, fmt in SHARD_SUFFIXES:
             if src.is_dir() and next(iter(src.rglob(f"*{suffix}")), None) is not None:
                 return fmt
-        raise BadParameter(f"{src}: no Parquet or WebDataset shards there (a remote SRC holds shards)")
-    if src.suffix.lower() in (".parquet", ".tar") and src.is_file():
-        return "parquet" if src.suffix.lower() == ".parquet" else "webdataset"
+        raise BadParameter(f"{src}: no Parquet, WebDataset or Arrow shards there (a remote SRC holds shards)")
     if src.is_dir():
         images = any(p.suffix.lower() in IMAGE_SUFFIXES for p in src.rglob("*") if p.is_file())
         if not images:
-            for suffix, fmt in ((".parquet", "parquet"), (".tar", "webdataset")):
+            for suffix, fmt in SHARD_SUFFIXES:
                 if any(src.rglob(f"*{suffix}")):
                     return fmt
         return "folder"
@@ -227,7 +227,7 @@ def detect_format(src: Path) -> str:
         return "csv"
     raise BadParameter(
         f"{src}: not a folder, a CSV or a shard; give a folder of images, FER2013's CSV, a path,label CSV "
-        "or Parquet/WebDataset shards "
+        "or Parquet/WebDataset/Arrow shards "
         f"(--source-format {'|'.join(FORMATS)})"
     )
 
@@ -236,19 +236,19 @@ def iter_records(src: Path, fmt: str | None = None, naming: str | None = None) -
     from .remote import is_remote
 
     fmt = fmt or detect_format(src)
-    if is_remote(src) and fmt not in ("parquet", "webdataset"):
-        raise BadParameter(f"{src}: a remote SRC takes Parquet or WebDataset shards, not --source-format {fmt}")
+    if is_remote(src) and fmt not in dict(SHARD_SUFFIXES).values():
+        raise BadParameter(f"{src}: a remote SRC takes Parquet, WebDataset or Arrow shards, not --source-format {fmt}")
     if fmt == "folder":
         return folder_records(src, naming)
     if fmt == "fer2013-csv":
         return fer2013_csv_records(src)
     if fmt == "csv":
         return table_csv_records(src)
-    if fmt in ("parquet", "webdataset"):
+    if fmt in ("parquet", "webdataset", "arrow"):
         from . import shards
 
-        if fmt == "parquet":
-            shards.need_pyarrow("a Parquet SRC")
-            return shards.parquet_records(src)
+        if fmt in ("parquet", "arrow"):
+            shards.need_pyarrow(f"{'a Parquet' if fmt == 'parquet' else 'an Arrow (save_to_disk)'} SRC")
+            return shards.parquet_records(src, f".{fmt}")
         return shards.webdataset_records(src)
     raise BadParameter(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
