@@ -5,6 +5,11 @@ seeds for every row:
 - two-sample test: eye-aligned 64x64 face crops (brows to chin) from real masked photos and from
   maskgen-masked photos of unmasked people; a small CNN learns to tell them apart on one half and is
   tested on the other; the mean over seeds. 50% means indistinguishable.
+- the same test on framing-matched pairs: the unmasked photos are tighter crops than the masked ones, so
+  more of their aligned crops reach past the photo's edge (replicated border pixels); each real crop is
+  paired with a synthetic one whose crop leaves the photo on the same sides by about as much. The floor
+  row runs the test on the eye band alone (the top 38% of the crops, no mask in it): how far the two
+  photo collections differ with no mask to see.
 - sim-to-real transfer: a mask/no-mask CNN trained only on maskgen's masks (positives) and the same faces
   unmasked (negatives), tested on held-out real masked vs real unmasked photos: balanced accuracy and
   recall on real masks, beside a control trained on real masked photos with the same sample size.
@@ -32,8 +37,10 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "realism-dev"
 SIZE = 64
 
 
-def aligned_crop(img: np.ndarray, lm: np.ndarray, size: int = SIZE) -> np.ndarray:
-    """A size x size RGB crop with the eyes level at 32% of the height and 40% of the width apart."""
+EYE_BAND = 0.38  # the crops' top 38%: brows and eyes, above any mask
+
+
+def _crop_map(lm: np.ndarray, size: int) -> np.ndarray:
     left, right = lm[36:42].mean(0), lm[42:48].mean(0)
     d = np.linalg.norm(right - left)
     angle = np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0]))
@@ -41,8 +48,43 @@ def aligned_crop(img: np.ndarray, lm: np.ndarray, size: int = SIZE) -> np.ndarra
     centre = (left + right) / 2
     m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, k)
     m[:, 2] += np.array([size / 2, 0.32 * size]) - centre
+    return m
+
+
+def aligned_crop(img: np.ndarray, lm: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """A size x size RGB crop with the eyes level at 32% of the height and 40% of the width apart."""
     rgb = img if img.ndim == 3 else np.dstack([img] * 3)
-    return cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(rgb, _crop_map(lm, size), (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+
+
+def framing(img: np.ndarray, lm: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """How much of the aligned crop lies outside the photo at its bottom, left, right and top quarters."""
+    inside = np.full(img.shape[:2], 255, np.uint8)
+    out = cv2.warpAffine(inside, _crop_map(lm, size), (size, size), flags=cv2.INTER_NEAREST) == 0
+    q = size // 4
+    return np.array([out[-q:].mean(), out[:, :q].mean(), out[:, -q:].mean(), out[:q].mean()])
+
+
+def matched_pairs(real: np.ndarray, synth: np.ndarray, tol: float = 0.08) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (i, j): real crop i paired with synthetic crop j of about the same framing (greedy, most
+    cut-off first, each used once; pairs further apart than `tol` are left out)."""
+    used = np.zeros(len(synth), bool)
+    pairs = []
+    for i in np.argsort(-real.sum(1), kind="stable"):
+        d = np.abs(synth - real[i]).sum(1)
+        d[used] = np.inf
+        j = int(d.argmin())
+        if d[j] < tol:
+            used[j] = True
+            pairs.append((int(i), j))
+    a, b = zip(*pairs, strict=True) if pairs else ((), ())
+    return np.array(a, int), np.array(b, int)
+
+
+def eye_band(crops: np.ndarray) -> np.ndarray:
+    out = crops.copy()
+    out[:, int(EYE_BAND * out.shape[1]) :] = 128
+    return out
 
 
 def load(kind: str) -> tuple[list[np.ndarray], list[mg.Faces]]:
@@ -149,6 +191,10 @@ def main() -> None:
     u_img, u_faces = load("unmasked")
     real = np.stack([aligned_crop(i, f.landmarks[0]) for i, f in zip(m_img, m_faces, strict=True)])
     plain = np.stack([aligned_crop(i, f.landmarks[0]) for i, f in zip(u_img, u_faces, strict=True)])
+    pr, pu = matched_pairs(
+        np.stack([framing(i, f.landmarks[0]) for i, f in zip(m_img, m_faces, strict=True)]),
+        np.stack([framing(i, f.landmarks[0]) for i, f in zip(u_img, u_faces, strict=True)]),
+    )
     # transfer: train on halves a, test on halves b; every training set has the same size
     rng = np.random.default_rng(0)
     m_perm, u_perm = rng.permutation(len(real)), rng.permutation(len(plain))
@@ -156,20 +202,26 @@ def main() -> None:
     m_a, m_b, u_a, u_b = m_perm[:n], m_perm[n : 2 * n], u_perm[:n], u_perm[n : 2 * n]
     print(
         f"realism-dev: {len(real)} of 600 masked and {len(plain)} of 600 unmasked photos with a face; "
-        f"transfer sets of {n} per class; {args.seeds} seeds; {time.perf_counter() - t0:.0f} s to load"
+        f"transfer sets of {n} per class; {len(pr)} framing-matched pairs; {args.seeds} seeds; "
+        f"{time.perf_counter() - t0:.0f} s to load"
     )
     ctrl_bal, ctrl_rec = transfer(real[m_a], plain[u_a], real[m_b], plain[u_b], args.epochs)
     types = ["random", *mg.MASK_TYPES.names()] if args.types == "all" else args.types.split(",")
     print(
-        f"{'masks':<12} {'two-sample acc':>15} {'transfer bal. acc':>18} {'recall real masks':>18} {'vs control':>11}"
+        f"{'masks':<12} {'two-sample acc':>15} {'matched pairs':>14} {'transfer bal. acc':>18} "
+        f"{'recall real masks':>18} {'vs control':>11}"
     )
-    print(f"{'real (ctrl)':<12} {'':>15} {ctrl_bal:>18.1%} {ctrl_rec:>18.1%} {'':>11}")
+    floor = two_sample(eye_band(real), eye_band(plain), args.seeds, args.epochs)
+    floor_m = two_sample(eye_band(real[pr]), eye_band(plain[pu]), args.seeds, args.epochs)
+    print(f"{'floor (eyes)':<12} {floor:>15.1%} {floor_m:>14.1%} {'':>18} {'':>18} {'':>11}")
+    print(f"{'real (ctrl)':<12} {'':>15} {'':>14} {ctrl_bal:>18.1%} {ctrl_rec:>18.1%} {'':>11}")
     rows = [real[:10]]
     for t in types:
         synth = masked_crops(u_img, u_faces, t, params, args.mask_seed)
         acc = two_sample(real, synth, args.seeds, args.epochs)
+        acc_m = two_sample(real[pr], synth[pu], args.seeds, args.epochs)
         bal, rec = transfer(synth[u_a], plain[u_a], real[m_b], plain[u_b], args.epochs)
-        print(f"{t:<12} {acc:>15.1%} {bal:>18.1%} {rec:>18.1%} {100 * (rec - ctrl_rec):>+10.1f}p")
+        print(f"{t:<12} {acc:>15.1%} {acc_m:>14.1%} {bal:>18.1%} {rec:>18.1%} {100 * (rec - ctrl_rec):>+10.1f}p")
         rows.append(synth[:10])
     args.sheet.parent.mkdir(parents=True, exist_ok=True)
     mg.write_image(args.sheet, np.vstack([np.hstack(list(r)) for r in rows]))
