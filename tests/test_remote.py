@@ -2,6 +2,8 @@
 the same shards and tables as a local run, resume after kill -9, lost state, one-line errors, and a Dask
 cluster of scheduler and worker processes writing to S3 with no shared output folder."""
 
+import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -9,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -113,6 +116,23 @@ def test_kill_9_and_resume_on_s3(tmp_path, s3):
     same_as_local(s3, url, tmp_path / "full")
 
 
+@contextlib.contextmanager
+def requests_to_s3():
+    """The requests the S3 server (in this process) answers meanwhile, as its log lines."""
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    log = logging.getLogger("werkzeug")
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+
+
 def upload(fs, folder: Path, prefix: str) -> None:
     for p in sorted(folder.rglob("*")):
         if p.is_file():
@@ -123,7 +143,7 @@ def upload(fs, folder: Path, prefix: str) -> None:
 def test_shards_on_s3_are_a_source_read_in_place(tmp_path, s3, fmt):
     from maskgen.pipeline import ConvertConfig
 
-    convert(EXAMPLES, tmp_path / "shards", cfg(fmt))
+    convert(EXAMPLES, tmp_path / "shards", ConvertConfig(output_format=fmt, keep_original=True))  # one shard
     upload(s3, tmp_path / "shards" / "data", f"masks/src-{fmt}/data")
     zero = ConvertConfig(strategy="zero", fallback="aligned")
     local = convert(tmp_path / "shards", tmp_path / "from-local", zero)
@@ -135,13 +155,35 @@ def test_shards_on_s3_are_a_source_read_in_place(tmp_path, s3, fmt):
     names = [r.split(",")[0] for r in (a / "metadata.csv").read_text().splitlines()[1:]]
     assert all((a / n).read_bytes() == (b / n).read_bytes() for n in names)
     assert convert(url, tmp_path / "from-s3", zero).resumed == remote.inputs
-    first = sorted(s3.ls(f"masks/src-{fmt}/data"))[0]  # a shard replaced in the store: its sources are redone
-    s3.pipe_file(first, sorted((tmp_path / "shards" / "data").iterdir())[-1].read_bytes())
+    convert(EXAMPLES, tmp_path / "other", ConvertConfig(output_format=fmt, seed=1, keep_original=True))
+    first = sorted(s3.ls(f"masks/src-{fmt}/data"))[0]  # the shard replaced in the store: its sources are redone
+    s3.pipe_file(first, sorted((tmp_path / "other" / "data").iterdir())[0].read_bytes())
     again = convert(url, tmp_path / "from-s3", zero)
-    assert again.resumed < remote.inputs
+    assert again.resumed < remote.inputs == again.inputs  # the changed images redone, as a fresh run would
+    convert(tmp_path / "other", tmp_path / "fresh", zero)
+    a, b = tmp_path / "fresh", tmp_path / "from-s3"
+    assert (a / "metadata.csv").read_bytes() == (b / "metadata.csv").read_bytes()
+    assert all((a / n).read_bytes() == (b / n).read_bytes() for n in names)
     sharded = convert(url, f"s3://masks/src-to-s3-{fmt}", cfg(fmt))  # store to store
     assert sharded.inputs == again.inputs == sharded.outputs + sum(sharded.skipped.values())
     assert remote_shards(s3, f"s3://masks/src-to-s3-{fmt}")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "webdataset"])
+def test_a_remote_source_is_read_in_a_few_requests(tmp_path, s3, fmt):
+    import maskgen as mg
+    from maskgen.pipeline import ConvertConfig
+
+    crop = mg.read_image(EXAMPLES / "happy" / "astronaut_48.png")
+    for i in range(200):  # 200 small crops, each a little different
+        mg.write_image(tmp_path / "crops" / "happy" / f"{i:03d}.png", np.roll(crop, i % 7, axis=i % 2))
+    convert(tmp_path / "crops", tmp_path / "shards", ConvertConfig(output_format=fmt, keep_original=True))
+    upload(s3, tmp_path / "shards" / "data", f"masks/many-{fmt}/data")
+    with requests_to_s3() as requests:
+        zero = ConvertConfig(strategy="zero", fallback="aligned")
+        summary = convert(f"s3://masks/many-{fmt}", tmp_path / "out", zero)
+    assert summary.inputs == 200 and summary.outputs == 200
+    assert 0 < len(requests) < 40, requests  # the images come in buffered blocks, not a request each
 
 
 def test_remote_errors_are_one_line(tmp_path, s3):

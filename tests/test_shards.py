@@ -222,6 +222,20 @@ def test_maskgen_shards_are_a_source_too(tmp_path, fmt):
     assert again.resumed == summary.inputs
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "webdataset"])
+def test_a_source_shard_replaced_between_runs_in_one_process_is_read_anew(tmp_path, fmt):
+    zero = ConvertConfig(strategy="zero", fallback="aligned")
+    for name, seed in (("src", 0), ("other", 1)):
+        convert(EXAMPLES, tmp_path / name, ConvertConfig(output_format=fmt, seed=seed, keep_original=True))
+    convert(tmp_path / "src", tmp_path / "out", zero)  # the shard stays open in this process afterwards
+    (shard,) = shard_files(tmp_path / "src")
+    shard.write_bytes(shard_files(tmp_path / "other")[0].read_bytes())
+    convert(tmp_path / "src", tmp_path / "out", zero)
+    convert(tmp_path / "other", tmp_path / "fresh", zero)
+    assert output_pixels(tmp_path / "out") == output_pixels(tmp_path / "fresh")
+    assert (tmp_path / "out" / "metadata.csv").read_bytes() == (tmp_path / "fresh" / "metadata.csv").read_bytes()
+
+
 def test_a_hugging_face_parquet_dataset_is_a_source(tmp_path):
     datasets = pytest.importorskip("datasets")
     files = sorted(p for p in EXAMPLES.rglob("*") if p.is_file())

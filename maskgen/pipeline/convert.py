@@ -226,7 +226,7 @@ def _changed(rec: Record, seen: tuple) -> bool:
         return True
     try:
         if rec.member:  # in a shard that changed: this image may not have
-            return sha is None or hashlib.sha256(sh.member_bytes(rec.path, rec.member)).hexdigest() != sha
+            return sha is None or hashlib.sha256(sh.member_bytes(rec.path, rec.member, rec.version)).hexdigest() != sha
         with open(rec.path, "rb") as f:
             return sha is None or hashlib.sha256(f.read()).hexdigest() != sha
     except (OSError, MaskgenError):

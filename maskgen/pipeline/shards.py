@@ -349,6 +349,7 @@ def parquet_records(src: Path, suffix: str = ".parquet") -> Iterator[Record]:
             paths = [None] * n
         rel = shard.relative_to(root).as_posix() if shard != root else shard.name
         split = _split_of(shard, root)
+        version = shard_version(shard)
         for i in range(n):
             value = cols[label][i] if label else None
             text = classes[value] if classes and isinstance(value, int) and 0 <= value < len(classes) else value
@@ -364,6 +365,7 @@ def parquet_records(src: Path, suffix: str = ".parquet") -> Iterator[Record]:
                 str(splits[i] or split),
                 name=name,
                 member=f"{image}:{i}",
+                version=version,
             )
 
 
@@ -373,6 +375,7 @@ def webdataset_records(src: Path) -> Iterator[Record]:
     root = src if src.is_dir() else src.parent
     for shard in shard_inputs(src, ".tar"):
         split = _split_of(shard, root)
+        version = shard_version(shard)
         for key, fields in _tar_samples(shard):
             image = next((k for k in fields if k.lower() in IMAGE_SUFFIX_FIELDS), None)
             meta = json.loads(fields["json"]) if "json" in fields else {}
@@ -389,6 +392,7 @@ def webdataset_records(src: Path) -> Iterator[Record]:
                 name=name,
                 member=f"{key}.{image}" if image else "",
                 problem=problem,
+                version=version,
             )
 
 
@@ -414,6 +418,7 @@ def _tar_samples(shard: Path, images: bool = False) -> Iterator[tuple[str, dict[
 
 
 _OPEN: dict[str, Any] = {}
+REMOTE_BLOCK = 8 << 20  # bytes fetched per request from a remote tar
 
 
 @contextmanager
@@ -427,25 +432,38 @@ def _open_tar(shard: Path) -> Iterator[tarfile.TarFile]:
         yield tar
 
 
-def member_bytes(shard: Path, member: str) -> bytes:
-    """The bytes of one image in a sharded source (`column:row` of a Parquet file, `KEY.ext` of a tar).
-    The last shard opened stays open per process: records come in shard order."""
-    key = str(shard)
-    if key not in _OPEN:
-        _OPEN.clear()
-        if shard.suffix == ".arrow":
-            _OPEN[key] = _read_arrow(shard)
-        elif shard.suffix == ".parquet":
-            import pyarrow.parquet as pq
+def _open_source_shard(shard: Path) -> Any:
+    """What `member_bytes` keeps of an open source shard: its table (Parquet, Arrow), or for a tar
+    (member offsets, a file open on it or None: local tars are opened per read)."""
+    if shard.suffix == ".arrow":
+        return _read_arrow(shard)
+    if shard.suffix == ".parquet":
+        import pyarrow.parquet as pq
 
-            if is_remote(shard):
-                with shard.open("rb") as f:
-                    _OPEN[key] = pq.read_table(f)
-            else:
-                _OPEN[key] = pq.read_table(shard, memory_map=True)
-        else:
-            with _open_tar(shard) as tar:
-                _OPEN[key] = {m.name: (m.offset_data, m.size) for m in tar if m.isfile()}
+        if not is_remote(shard):
+            return pq.read_table(shard, memory_map=True)
+        with shard.open("rb") as f:
+            return pq.read_table(f)
+    with _open_tar(shard) as tar:
+        index = {m.name: (m.offset_data, m.size) for m in tar if m.isfile()}
+    if not is_remote(shard):
+        return index, None
+    # a remote tar stays open with a read-ahead buffer: records come in shard order, so one request
+    # brings many small images instead of one request each
+    return index, shard.fs.open(shard.path, "rb", block_size=REMOTE_BLOCK, cache_type="readahead")
+
+
+def member_bytes(shard: Path, member: str, version: str = "") -> bytes:
+    """The bytes of one image in a sharded source (`column:row` of a Parquet file, `KEY.ext` of a tar).
+    The last shard opened stays open per process (records come in shard order) while its `version`
+    (`shard_version` when it was listed) stays the same."""
+    key = f"{shard}@{version}"
+    if key not in _OPEN:
+        for _, held in _OPEN.items():
+            if isinstance(held, tuple) and held[1] is not None:
+                held[1].close()
+        _OPEN.clear()
+        _OPEN[key] = _open_source_shard(shard)
     held = _OPEN[key]
     try:
         if shard.suffix in (".parquet", ".arrow"):
@@ -455,12 +473,26 @@ def member_bytes(shard: Path, member: str) -> bytes:
             if not data and isinstance(value, dict) and value.get("path"):  # a path without bytes (HF to_parquet)
                 data = _referenced(shard, value["path"])
         else:
-            data = read_range(shard, *held[member])
+            index, f = held
+            offset, size = index[member]
+            if f is None:
+                data = read_range(shard, offset, size)
+            else:
+                f.seek(offset)
+                data = f.read(size)
     except (KeyError, IndexError):
         raise MaskgenError(f"{shard}: no {member} in it (the shard changed since it was listed?)") from None
     if not data:
         raise NotAnImage(f"{shard}: {member} holds no image bytes")
     return data
+
+
+def shard_version(shard: Path) -> str:
+    """A shard's size and modification time, as the records listed from it carry them."""
+    try:
+        return "{}:{}".format(*file_stat(shard))
+    except OSError:
+        return ""
 
 
 def _referenced(shard: Path, path: str) -> bytes | None:

@@ -49,6 +49,7 @@ class Record:
     problem: str = ""
     shard: str = ""  # the shard `convert` planned for its outputs (--output-format parquet|webdataset)
     member: str = ""  # in a sharded SRC: the image inside the shard `path` (`column:row`, `KEY.ext`)
+    version: str = ""  # in a sharded SRC: the shard's size and mtime when listed (a changed shard is reopened)
 
 
 # -- file-name schemes -------------------------------------------------------------------------------
@@ -179,7 +180,7 @@ def read_source(rec: Record) -> tuple[np.ndarray, ImageInfo, bytes]:
     if rec.member:
         from .shards import member_bytes
 
-        data = member_bytes(rec.path, rec.member)
+        data = member_bytes(rec.path, rec.member, rec.version)
         return (*decode_image_with_info(data, f"{rec.path}:{rec.member}"), data)
     return read_image_with_info(rec.path)
 
