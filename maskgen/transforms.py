@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from .detectors import detect
-from .errors import BadParameter
+from .errors import BadParameter, MaskgenError
 from .facecache import FaceCache, content_keys
 from .seeds import CounterRng, item_seed, unit_draws, unit_draws_array
 from .strategies import STRATEGIES, check_image, get_strategy
-from .strategies.batch import apply_grouped
+from .strategies.batch import apply_batch, batchable
 from .templates import MASK_TYPES
 from .types import Faces
 
@@ -185,12 +185,22 @@ class MaskFaces:
         out = x.copy()
         occ = np.zeros(x.shape[:3], bool)
         strat = get_strategy(self.strategy)
-        drawn = [(i, d) for i, d in enumerate(self._draw_many(x, self._next_seeds(len(x)))) if d is not None]
-        batched = apply_grouped(self.strategy, [(x[i], faces, p) for i, (faces, p) in drawn])
-        for (i, (faces, p)), done in zip(drawn, batched, strict=True):
-            if done is None:
-                done = strat.apply(x[i], faces, **p)
-            out[i], occ[i] = done[0], done[1] > 0
+        drawn = self._draw_many(x, self._next_seeds(len(x)))
+        todo = [i for i, d in enumerate(drawn) if d is not None]
+        together = [i for i in todo if batchable(self.strategy, x[i], *drawn[i])]  # one shape: one batch
+        if together:
+            stack = out if len(together) == len(x) else out[together]
+            try:
+                occ_together = apply_batch(self.strategy, stack, [drawn[i] for i in together])
+            except MaskgenError:  # each one alone below, where its own error shows
+                together = []
+            else:
+                if stack is not out:
+                    out[together] = stack
+                occ[together] = occ_together
+        for i in sorted(set(todo) - set(together)):
+            faces, p = drawn[i]
+            out[i], occ[i] = (done := strat.apply(x[i], faces, **p))[0], done[1] > 0
         return (out, occ.astype(np.uint8) * 255) if self.return_occlusion else out
 
     def __repr__(self) -> str:

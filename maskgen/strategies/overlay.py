@@ -66,14 +66,15 @@ def pattern_layer(kind: str, shape: tuple[int, int], period: float, seed: int) -
 def gray_level(
     name: str, k: int, color: str | None, strength: float, pattern: str, scale: float, pcolor: str, pseed: int
 ) -> np.ndarray:
-    """`styled_level` for gray images: luminance in the three colour channels (premultiplied, cached).
+    """`styled_level` for gray images as (luminance, alpha, luminance, alpha) (premultiplied, cached).
 
-    Warped as four channels (two-channel warps are inexact: see `warp_into_box`), then channels 0 and 3
-    are the (luminance, alpha) patch, as a view.
+    Warped as four channels (two-channel warps are inexact: see `warp_into_box`; each channel's values
+    do not depend on the others'), then channels 0 and 1 are the (luminance, alpha) patch, as a view
+    whose pairs sit side by side (a batch pastes each pair as one 8-byte value).
     """
     rgba = styled_level(name, k, color, strength, pattern, scale, pcolor, pseed)
     lum = rgba[..., :3] @ F.LUMA
-    out = np.dstack([lum, lum, lum, rgba[..., 3]])
+    out = np.dstack([lum, rgba[..., 3], lum, rgba[..., 3]])
     out.setflags(write=False)
     return out
 
@@ -283,7 +284,7 @@ class Overlay:
                 patch, offset = F.piecewise_affine_warp(layer, tpl.level_fit(k)[0], dst, tpl.triangles, (h, w))
             if not patch.size:
                 continue
-            patch = patch[..., ::3] if gray else patch  # gray: (luminance, alpha)
+            patch = patch[..., :2] if gray else patch  # gray: (luminance, alpha)
             if p.get("eye_margin") is not None:
                 patch = below_eyes(patch, offset, lm, p["eye_margin"])
             if image is not None and (p.get("shade") or p.get("soften") or p.get("grain")):
