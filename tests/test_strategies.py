@@ -242,3 +242,44 @@ def test_eye_margin_keeps_masks_off_dlib_s_eye_points():
             covs = [coverage(m.occlusion, lm) for m, (_, _, lm) in zip(masks, pairs, strict=True)]
             assert np.mean([c.eyes_clear for c in covs]) >= 0.99, (name, kind)
             assert np.mean([c.mouth for c in covs]) >= 0.99, (name, kind)
+
+
+def test_fit_variety_is_drawn_recorded_replayed_and_moves_the_mask_as_named(detected):
+    img, face = detected["512"]
+    base = mg.mask(img, faces=face, seed=3, type="surgical")
+    assert "fit_shape" not in base.params  # off by default: the same draws and bytes as without it
+    drawn = mg.mask(img, faces=face, seed=3, type="surgical", fit=0.8)
+    assert len(drawn.params["fit_shape"]) == 4 and all(-0.8 <= x <= 0.8 for x in drawn.params["fit_shape"])
+    assert not np.array_equal(drawn.image, base.image)
+    assert np.array_equal(mg.mask(img, faces=face, **drawn.params).image, drawn.image)  # replayed
+    others = {mg.mask(img, faces=face, seed=s, type="surgical", fit=1.0).params["fit_shape"][0] for s in range(6)}
+    assert len(others) == 6  # per face and seed
+
+    def rows(occ, cols=slice(None)):
+        ys = np.nonzero(occ[:, cols].any(1))[0]
+        return ys.min(), ys.max()
+
+    def cols(occ):
+        xs = np.nonzero(occ.any(0))[0]
+        return xs.min(), xs.max()
+
+    def moved(shape):
+        return mg.mask(img, faces=face, seed=3, type="surgical", fit_shape=shape).occlusion > 0
+
+    b = base.occlusion > 0
+    assert rows(moved([1, 0, 0, 0]))[0] < rows(b)[0] and rows(moved([-1, 0, 0, 0]))[0] > rows(b)[0]  # nose bridge
+    assert rows(moved([0, 1, 0, 0]))[1] > rows(b)[1] > rows(moved([0, -1, 0, 0]))[1]  # below the chin
+    wide, narrow = cols(moved([0, 0, 1, 0])), cols(moved([0, 0, -1, 0]))
+    assert wide[1] - wide[0] > cols(b)[1] - cols(b)[0] > narrow[1] - narrow[0]
+    x0, x1 = cols(b)
+    left, right = slice(x0, x0 + (x1 - x0) // 5), slice(x1 - (x1 - x0) // 5, x1)
+    skew = moved([0, 0, 0, 1])  # one side lower than the other
+    assert rows(skew, right)[1] - rows(b, right)[1] > rows(skew, left)[1] - rows(b, left)[1]
+    for size in ("48", "gray"):  # small crops and gray images too; gray stays gray
+        small, f = detected[size]
+        res = mg.mask(small, faces=f, seed=1, type="random", fit=1.0)
+        assert res.image.shape == small.shape and "fit_shape" in res.params and res.occlusion.any()
+    with pytest.raises(BadParameter, match="fit must be between 0 and 1"):
+        mg.mask(img, faces=face, fit=2)
+    with pytest.raises(BadParameter, match="fit_shape takes"):
+        mg.mask(img, faces=face, fit_shape=[0, 1])

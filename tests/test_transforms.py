@@ -205,6 +205,7 @@ def test_batch_draws_and_keys_equal_the_one_by_one_ones(astronaut):
         {"types": "random", "p": 0.7},
         {"types": ["kn95", "gas"], "color": "random", "jitter": 1.0},
         {"types": "random", "color": "random", "shade": 0.8, "soften": 0.6, "grain": 1.0},
+        {"types": "random", "fit": 1.0},
     ],
 )
 def test_batch_equals_one_by_one(kwargs):

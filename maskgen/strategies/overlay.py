@@ -154,8 +154,36 @@ _PLACEMENTS: dict[tuple, tuple] = {}
 _PLACEMENTS_MAX = 1 << 16  # about 15 MB; cleared when full
 
 
+# `fit`: per-face variety in how a mask sits, as fractions of the inter-ocular distance (IOD) per unit of
+# each drawn value in [-1, 1]: higher or lower on the nose bridge, further below the chin or shorter,
+# wider or narrower, and one side lower than the other (a shear along the face's axes). Affine in the
+# face's frame, so a placement that was one affine warp stays one.
+FIT_TOP, FIT_CHIN, FIT_WIDTH, FIT_SKEW = 0.08, 0.12, 0.10, 0.06
+
+
+def fit_points(pts: np.ndarray, lm: np.ndarray, fit: tuple[float, float, float, float]) -> np.ndarray:
+    """Anchor points moved by a drawn fit (top, chin, width, skew), in the face's own axes from the top of
+    the nose bridge: the whole mask up by `top`, its lower part stretched by `chin`, widened by `width`,
+    sheared by `skew` (one side lower)."""
+    top, chin, width, skew = fit
+    _, down, right = face_axes(lm)
+    origin = np.asarray(lm[27], np.float64)
+    iod = float(np.linalg.norm(np.asarray(lm[36:42], np.float64).mean(0) - np.asarray(lm[42:48], np.float64).mean(0)))
+    rel = np.asarray(pts, np.float64) - origin
+    u, v = rel @ right, rel @ down
+    u2 = u * (1 + FIT_WIDTH * width)
+    v2 = v * (1 + FIT_CHIN * chin) - FIT_TOP * top * iod + FIT_SKEW * skew * u
+    return origin + np.outer(u2, right) + np.outer(v2, down)
+
+
 def _placement(
-    tpl: Template, lm: np.ndarray, scale: float, shift: tuple[float, float], h: int, w: int
+    tpl: Template,
+    lm: np.ndarray,
+    scale: float,
+    shift: tuple[float, float],
+    h: int,
+    w: int,
+    fit: tuple[float, float, float, float] | None = None,
 ) -> tuple[int, tuple[np.ndarray, tuple[int, int, int, int]] | None, np.ndarray | None]:
     """Where a face's mask goes: (mip level, (affine, box) or None for a piecewise warp, anchors if piecewise).
 
@@ -163,7 +191,7 @@ def _placement(
     memoised per face: training masks the same faces every epoch with new types and colours.
     """
     face = hashlib.blake2b(np.ascontiguousarray(lm).tobytes(), digest_size=16).digest()
-    key = (tpl.anchor_key, face, scale, shift, h, w)
+    key = (tpl.anchor_key, face, scale, shift, h, w, fit)
     hit = _PLACEMENTS.get(key)
     if hit is not None:
         return hit
@@ -173,6 +201,8 @@ def _placement(
     if scale != 1.0 or shift[0] or shift[1]:
         c = dst.mean(0)
         dst = c + scale * (dst - c) + np.array(shift) * size
+    if fit is not None:
+        dst = fit_points(dst, lm, fit)
     k = tpl.level_index(size / tpl.jaw_width * 1.6)
     anchors, pinv = tpl.level_fit(k)
     placed = F.affine_placement(anchors, dst, (h, w), pinv=pinv)
@@ -210,6 +240,8 @@ class Overlay:
         soften: float = 0.0,
         grain: float = 0.0,
         eye_margin: float | None = None,
+        fit: float = 0.0,
+        fit_shape: Any = None,
         **kw: Any,
     ) -> dict[str, Any]:
         check_keys(self.name, kw, self.resolve)
@@ -244,7 +276,15 @@ class Overlay:
             j = float(jitter)
             offset = (float(rng.uniform(-j, j)) * 0.1, float(rng.uniform(-j, j)) * 0.1) if j else (0.0, 0.0)
             scale = 1.0 + float(rng.uniform(-j, j)) * 0.08 if j else 1.0
-        return {
+        if not 0 <= float(fit) <= 1:
+            raise BadParameter(f"fit must be between 0 and 1 (0: every mask of a type sits alike), got {fit}")
+        if fit_shape is None and float(fit):
+            fit_shape = [float(rng.uniform(-fit, fit)) for _ in range(4)]  # drawn last: other draws unchanged
+        if fit_shape is not None:
+            if len(fit_shape) != 4 or not all(-1 <= float(x) <= 1 for x in fit_shape):
+                raise BadParameter(f"fit_shape takes [top, chin, width, skew], each in [-1, 1]; got {fit_shape}")
+            fit_shape = [float(x) for x in fit_shape]
+        resolved = {
             "type": type,
             "color": color,
             "strength": strength,
@@ -259,6 +299,7 @@ class Overlay:
             "grain": float(grain),
             "eye_margin": None if eye_margin is None else float(eye_margin),
         }
+        return resolved | ({"fit_shape": fit_shape} if fit_shape is not None else {})
 
     def patches(
         self, shape: tuple[int, ...], faces: Faces, image: np.ndarray | None = None, **p: Any
@@ -276,7 +317,8 @@ class Overlay:
         key = (p["color"], p["strength"], p["pattern"], p["pattern_scale"], p["pattern_color"], seed)
         gray = len(shape) == 2 or shape[2] in (1, 2)
         for lm in faces.landmarks:
-            k, placed, dst = _placement(tpl, lm, p["scale"], tuple(p["offset"]), h, w)
+            fit = p.get("fit_shape")
+            k, placed, dst = _placement(tpl, lm, p["scale"], tuple(p["offset"]), h, w, tuple(fit) if fit else None)
             layer = (gray_level if gray else styled_level)(tpl.name, k, *key)
             if placed is not None:
                 patch, offset = F.warp_into_box(layer, *placed)
