@@ -206,6 +206,7 @@ def test_remote_errors_are_one_line(tmp_path, s3):
     assert res.exit_code == 1 and "no Parquet, WebDataset or Arrow shards" in res.output, res.output
     res = runner.invoke(main, ["convert", "s3://masks/cfg", str(tmp_path / "out"), "--source-format", "folder"])
     assert res.exit_code == 1 and "a remote SRC takes Parquet, WebDataset or Arrow" in res.output, res.output
+    fails("s3://no-such-bucket/out", "--output-format", "parquet", match="cannot write to s3://no-such-bucket/out")
     res = runner.invoke(main, ["convert", "s3://masks/nothing-here", str(tmp_path / "out")])
     assert res.exit_code == 1 and "no such file" in res.output, res.output
 

@@ -318,34 +318,32 @@ def convert(
         src = rm.source_path(src)
     elif isinstance(src, str):
         src = Path(src)
+    check_config(cfg)
     store = None
     if rm.is_url(dst):
-        check_config(cfg)
         if not cfg.sharded:
             raise BadParameter(
                 f"{dst}: a remote DST takes --output-format parquet or webdataset (one object per image "
                 "would be slow to write and to read back); write a folder locally instead"
             )
         store = rm.open_store(str(dst))
-        if not src.exists():
-            raise BadParameter(f"{src}: no such file or folder")
-        dst = rm.state_dir(store.url)
+        dst = rm.state_dir(store.url)  # the journal's folder; the outputs go to the store
     elif isinstance(dst, str):
         dst = Path(dst)
     check_paths(src, dst)
-    check_config(cfg)
     try:
         iter_records(src, cfg.format, cfg.naming)  # a source it cannot read fails here, before DST is made
         return _convert(src, dst, cfg, jobs, overwrite, executor, scheduler, progress, total_callback, store)
     except OSError as e:
+        name, root = str(e.filename or "").strip("/"), src.path.strip("/") if rm.is_remote(src) else ""
+        if root and (name == root or name.startswith(root + "/")):
+            raise MaskgenError(f"cannot read {e.filename}: {e.strerror or e}") from None
         if store is not None:
             raise MaskgenError(
                 f"cannot write to {store.url}: {e.strerror or e}; the finished work is journalled in {dst}, "
                 "run the same command again to resume once this is fixed"
             ) from None
         where = Path(e.filename) if e.filename else dst
-        if rm.is_remote(src) and store is None and e.filename is None:
-            raise MaskgenError(f"cannot read {src}: {e.strerror or e}") from None
         if not rm.is_remote(src) and (where.resolve() == src.resolve() or src.resolve() in where.resolve().parents):
             raise MaskgenError(f"cannot read {where}: {e.strerror or e}") from None
         raise MaskgenError(
