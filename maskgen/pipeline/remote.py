@@ -9,8 +9,9 @@ ends, manifest.jsonl, skips.jsonl and metadata.csv to the URL.
 The run's journal stays in a local state folder ($MASKGEN_STATE, else ~/.cache/maskgen/remote, one folder
 per URL): a run resumes from it, and a shard the journal names but the store lacks is written again. Every
 object is written whole: an object store's put shows all of an object or none of it; other file systems
-get a temporary name and a move. Workers never touch the store: they return packed samples, and the
-process that plans the run writes each shard once all its samples are in.
+get a temporary name and a move. Local worker processes return packed samples and the process that plans
+the run puts each shard once all its samples are in; Dask workers make and put whole shards themselves.
+A `file://` SRC is a local path (any source format).
 
 Credentials and endpoints come from the usual places (for S3: the AWS variables and files,
 AWS_ENDPOINT_URL for a non-AWS endpoint), or from FSSPEC_<PROTOCOL>_<OPTION> variables.
