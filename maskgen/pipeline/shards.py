@@ -459,7 +459,7 @@ def member_bytes(shard: Path, member: str, version: str = "") -> bytes:
     (`shard_version` when it was listed) stays the same."""
     key = f"{shard}@{version}"
     if key not in _OPEN:
-        for _, held in _OPEN.items():
+        for held in _OPEN.values():  # the shard before: its remote file is closed
             if isinstance(held, tuple) and held[1] is not None:
                 held[1].close()
         _OPEN.clear()
