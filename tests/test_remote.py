@@ -253,3 +253,24 @@ def test_a_dask_cluster_of_worker_processes_writes_to_s3(tmp_path, s3, monkeypat
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def test_training_reads_a_sharded_output_on_s3(tmp_path, s3):
+    from maskgen.pipeline import ConvertConfig
+    from maskgen.train.data import load_images, load_items
+
+    shared_set("fer2013-dev")
+    zero = ConvertConfig(output_format="webdataset", strategy="zero", fallback="aligned", shard_mb=0.2)
+    convert(SHARED / "fer2013-dev", "s3://masks/fer-zero", zero)
+    convert(SHARED / "fer2013-dev", tmp_path / "local", zero)
+    remote, local = load_items("s3://masks/fer-zero"), load_items(tmp_path / "local")
+    assert [i.member for i in remote] == [i.member for i in local] and len(remote) > 300
+    assert np.array_equal(load_images(remote), load_images(local))
+    run = tmp_path / "run"
+    train = [*CONVERT[:-1], "train", "s3://masks/fer-zero", "-o", str(run), "--model", "compact-cnn", "--epochs", "1"]
+    out = subprocess.run([*train, "--quiet"], capture_output=True, text=True)
+    assert out.returncode == 0 and (run / "model.pt").exists(), out.stderr[-500:]
+    out = subprocess.run([*CONVERT[:-1], "evaluate", str(run), "s3://masks/fer-zero"], capture_output=True, text=True)
+    assert out.returncode == 0 and (run / "eval-fer-zero" / "report.html").exists(), out.stderr[-500:]
+    res = CliRunner().invoke(main, ["train", str(tmp_path / "nowhere"), "-o", str(run)])
+    assert res.exit_code == 2 and "does not exist" in res.output

@@ -108,8 +108,17 @@ def echo_metrics(m: dict) -> None:
         click.echo(f"  {label:<12} P {v['precision']:.2f}  R {v['recall']:.2f}  F1 {v['f1']:.2f}  n {v['support']}")
 
 
+def data_argument(ctx: click.Context, param: click.Parameter, value: str) -> str | Path:
+    """DATA: a local path that must exist, or a URL of a sharded maskgen output (checked when read)."""
+    if "://" in value:
+        return value
+    if not Path(value).exists():
+        raise click.BadParameter(f"{value!r} does not exist", ctx, param)
+    return Path(value)
+
+
 @main.command("train")
-@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@click.argument("data", callback=data_argument)
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
 @click.option(
     "--folds",
@@ -144,7 +153,7 @@ def train_cmd(data, out, folds, val, split, quiet, **kw) -> None:
 
 @main.command("evaluate")
 @click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@click.argument("data", callback=data_argument)
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None, help="Default: RUN/eval-<data name>.")
 @click.option("--split", default=None, help="Only the items of this split (e.g. test).")
 @click.option(
@@ -157,7 +166,9 @@ def evaluate_cmd(run, data, out, split, label_map) -> None:
     """Evaluate a trained RUN on DATA: metrics, confusion matrix, saliency maps, report."""
     m = require_train().evaluate(run, data, out, split, label_map)
     echo_metrics(m)
-    click.echo(f"report: {(out or run / f'eval-{data.name}') / 'report.html'}")
+    from ..train.run import default_eval_dir
+
+    click.echo(f"report: {(out or default_eval_dir(run, data)) / 'report.html'}")
 
 
 GRID_KEYS = {"clean", "masked", "out", "models", "model", "folds", "split", "train"}

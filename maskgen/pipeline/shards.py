@@ -245,7 +245,11 @@ def read_shard(path: Path) -> Iterator[tuple[dict[str, Any], bytes]]:
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
+        if is_remote(path):
+            with path.open("rb") as f:
+                table = pq.read_table(f)
+        else:
+            table = pq.read_table(path)
         columns = [c for c in table.column_names if c not in ROLES]
         meta = table.select(columns).to_pylist()
         for row, image in zip(meta, table.column("image").to_pylist(), strict=True):

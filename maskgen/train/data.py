@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import BadParameter, MaskgenError
 from ..io import IMAGE_SUFFIXES, decode_image, read_image
 from ..pipeline.manifest import MANIFEST
+from ..pipeline.remote import is_remote, is_url, source_path
 from ..pipeline.shards import read_shard, shard_files
 from ..pipeline.sources import folder_records
 from ..pipeline.splits import assign
@@ -36,12 +37,19 @@ class Item:
         return self.source or str(self.path)
 
 
-def load_items(data: Path) -> list[Item]:
-    """Items of a maskgen output (its metadata.csv) or of a labelled folder SRC/<label>/*."""
-    data = Path(data)
+def data_path(data: str | Path) -> Path:
+    """DATA as a path: a local one, or for a URL (`s3://...`, a sharded maskgen output) a remote one."""
+    if is_url(data):
+        return source_path(str(data))
+    return Path(data)
+
+
+def load_items(data: str | Path) -> list[Item]:
+    """Items of a maskgen output (its metadata.csv; local, or sharded at a URL) or of a labelled folder."""
+    data = data_path(data)
     meta = data / "metadata.csv"
     if meta.exists():
-        with open(meta, newline="", encoding="utf-8") as f:
+        with meta.open(newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
         shard = _shard_of(data)
         items = [
@@ -55,7 +63,7 @@ def load_items(data: Path) -> list[Item]:
             )
             for r in rows
         ]
-    elif data.is_dir():
+    elif data.is_dir() and not is_remote(data):
         items = [
             Item(r.path, r.label, r.subject, r.split, r.key)
             for r in folder_records(data)
@@ -73,7 +81,7 @@ def _shard_of(data: Path) -> dict[str, str]:
     """file_name -> shard for a sharded maskgen output (--output-format parquet|webdataset); else empty."""
     if not shard_files(data):
         return {}
-    with open(data / MANIFEST, encoding="utf-8") as f:
+    with (data / MANIFEST).open(encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
     return {r["file_name"]: r["shard"] for r in rows if r.get("shard")}
 
@@ -91,7 +99,7 @@ def load_images(items: Sequence[Item], size: int = 48) -> np.ndarray:
 
     packed: dict[tuple[Path, str], bytes] = {}
     wanted = {(it.path, it.member) for it in items if it.member}
-    for shard in sorted({path for path, _ in wanted}):  # each shard read once, whole
+    for shard in sorted({path for path, _ in wanted}, key=str):  # each shard read once, whole
         for row, data in read_shard(shard):
             if (shard, row["file_name"]) in wanted:
                 packed[shard, row["file_name"]] = data

@@ -125,7 +125,7 @@ def train(
     DATA's own `test` items if it has any, else `val` itself (and the report says so)."""
     if args.model not in MODELS:
         MODELS.get(args.model)
-    items = load_items(Path(data))
+    items = load_items(data)
     if val is not None:
         if folds:
             raise BadParameter("--val and --folds do not go together: each fold holds out its own validation part")
@@ -304,6 +304,11 @@ def resolve_label_map(spec: str | dict[str, str] | None, data_labels: set[str], 
     return mapping
 
 
+def default_eval_dir(run_dir: str | Path, data: str | Path) -> Path:
+    """RUN/eval-<DATA's last name> (DATA a path or a URL)."""
+    return Path(run_dir) / f"eval-{str(data).rstrip('/').rsplit('/', 1)[-1]}"
+
+
 def evaluate(
     run_dir: str | Path,
     data: str | Path,
@@ -314,7 +319,7 @@ def evaluate(
     """Evaluate a run on DATA (all of it, or only its given `split`); `label_map` renames DATA's labels
     to the model's (see `resolve_label_map`)."""
     run = Run.load(run_dir)
-    items = load_items(Path(data))
+    items = load_items(data)
     if split:
         items = [it for it in items if it.split == split]
         if not items:
@@ -335,7 +340,7 @@ def evaluate(
             + "--label-map data=model pairs (a label mapped to nothing, e.g. contempt=, is left out)"
         )
     x, y = load_images(items, SIZE), _encode(items, run.labels)
-    out = Path(out) if out else Path(run_dir) / f"eval-{Path(data).name}"
+    out = Path(out) if out else default_eval_dir(run_dir, data)
     note = (
         f"{run.meta['model']} from {run_dir} on {data}" + (f" (split {split})" if split else "") + f": {len(y)} images"
     )
