@@ -333,7 +333,6 @@ def convert_cmd(
     from tqdm import tqdm
 
     from ..pipeline import ConvertConfig, convert
-    from ..pipeline.remote import is_url
 
     STRATEGIES.get(strategy)
     kwargs = parse_params(params)
@@ -376,8 +375,8 @@ def convert_cmd(
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
         summary = convert(
-            src if is_url(src) else Path(src),
-            dst if is_url(dst) else Path(dst),
+            src,
+            dst,
             cfg,
             jobs=jobs,
             overwrite=overwrite,

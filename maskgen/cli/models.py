@@ -110,7 +110,9 @@ def echo_metrics(m: dict) -> None:
 
 def data_argument(ctx: click.Context, param: click.Parameter, value: str) -> str | Path:
     """DATA: a local path that must exist, or a URL of a sharded maskgen output (checked when read)."""
-    if "://" in value:
+    from ..pipeline.remote import is_url
+
+    if is_url(value):
         return value
     if not Path(value).exists():
         raise click.BadParameter(f"{value!r} does not exist", ctx, param)

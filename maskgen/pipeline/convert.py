@@ -70,14 +70,9 @@ def prepare_destination(src: Path, dst: Path, cfg: ConvertConfig, overwrite: boo
     old = mf.read_config(dst) if dst.exists() else None
     if old is not None and old != config:
         if not overwrite:
-            diff = sorted(
-                k
-                for k in set(old["maskgen"]) | set(config["maskgen"])
-                if old["maskgen"].get(k) != config["maskgen"].get(k)
-            )
-            what = ", ".join(diff) if diff else "source"
             raise DestinationError(
-                f"{dst} was made with another configuration ({what} differ); use another folder or --overwrite"
+                f"{dst} was made with another configuration ({mf.config_difference(old, config)} differ); "
+                "use another folder or --overwrite"
             )
         clear_outputs(dst)
     elif old is None and dst.exists() and any(dst.iterdir()) and not overwrite:
@@ -314,10 +309,7 @@ def convert(
     """
     if jobs <= 0:
         jobs = os.cpu_count() or 1
-    if rm.is_url(src):
-        src = rm.source_path(src)
-    elif isinstance(src, str):
-        src = Path(src)
+    src = rm.as_path(src)
     check_config(cfg)
     store = None
     if rm.is_url(dst):

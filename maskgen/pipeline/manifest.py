@@ -356,6 +356,12 @@ def write_metadata(dst: Path, rows: list[dict[str, str]], columns: list[str]) ->
     write_bytes_atomic(dst / METADATA, buf.getvalue().encode())
 
 
+def config_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """The settings two run configurations differ in, for a one-line refusal ("source" if only that)."""
+    was, now = old["maskgen"], new["maskgen"]
+    return ", ".join(sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))) or "source"
+
+
 def read_config(dst: Path) -> dict[str, Any] | None:
     path = dst / STATE_DIR / CONFIG
     return json.loads(path.read_text()) if path.exists() else None

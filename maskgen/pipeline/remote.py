@@ -23,6 +23,8 @@ import hashlib
 import json
 import os
 import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,17 @@ def is_remote(path: object) -> bool:
     return path is not None and not isinstance(path, (str, os.PathLike))
 
 
+@contextmanager
+def _fsspec_errors(url: str) -> Iterator[None]:
+    """One-line errors for a URL fsspec cannot open: the protocol's package missing, or no such protocol."""
+    try:
+        yield
+    except ImportError as e:  # fsspec names the package (s3fs, gcsfs, adlfs...)
+        raise MissingExtra(f"{url}: {str(e).splitlines()[0]}") from None
+    except ValueError as e:
+        raise BadParameter(f"{url}: {e}") from None
+
+
 def source_path(url: str) -> Any:
     """A pathlib-like object for a SRC URL (universal_pathlib over fsspec): listed, read and pickled to
     workers, which open the store themselves."""
@@ -52,14 +65,15 @@ def source_path(url: str) -> Any:
         from upath import UPath
     except ImportError:
         raise MissingExtra(f"{url}: remote sources need universal_pathlib: pip install 'maskgen[remote]'") from None
-    try:
+    with _fsspec_errors(url):
         path = UPath(url)
         path.fs.invalidate_cache()  # listings from before this run are stale
-        return path
-    except ImportError as e:
-        raise MissingExtra(f"{url}: {str(e).splitlines()[0]}") from None
-    except ValueError as e:
-        raise BadParameter(f"{url}: {e}") from None
+    return path
+
+
+def as_path(value: str | os.PathLike) -> Any:
+    """A SRC or DATA argument as a path: `source_path` for a URL, else a local `Path`."""
+    return source_path(value) if is_url(value) else Path(value)
 
 
 def file_stat(path: Any) -> tuple[int, int]:
@@ -117,7 +131,7 @@ class Store:
         return bool(self.fs.exists(self.path(name)))
 
     def delete(self, name: str) -> None:
-        if self.fs.exists(self.path(name)):
+        with suppress(FileNotFoundError):
             self.fs.rm_file(self.path(name))
 
     def names(self, folder: str = "") -> list[str]:
@@ -146,12 +160,8 @@ def open_store(url: str) -> Store:
         import fsspec
     except ImportError:
         raise MissingExtra(f"{url}: remote destinations need fsspec: pip install 'maskgen[remote]'") from None
-    try:
+    with _fsspec_errors(url):
         fs, root = fsspec.core.url_to_fs(url)
-    except ImportError as e:  # fsspec names the package (s3fs, gcsfs, adlfs...)
-        raise MissingExtra(f"{url}: {str(e).splitlines()[0]}") from None
-    except ValueError as e:
-        raise BadParameter(f"{url}: {e}") from None
     fs.invalidate_cache()  # fsspec reuses file system objects: listings from before this run are stale
     return Store(url, fs, root.rstrip("/"))
 
@@ -170,10 +180,8 @@ def prepare_store(store: Store, config: dict[str, Any], overwrite: bool) -> None
     old = json.loads(raw) if raw else None
     if old is not None and old != config:
         if not overwrite:
-            was, now = old["maskgen"], config["maskgen"]
-            diff = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
             raise BadParameter(
-                f"{store.url} was made with another configuration ({', '.join(diff) or 'source'} differ); "
+                f"{store.url} was made with another configuration ({mf.config_difference(old, config)} differ); "
                 "use another URL or --overwrite"
             )
         clear_store(store)

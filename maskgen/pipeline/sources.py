@@ -209,8 +209,8 @@ def detect_format(src: Path) -> str:
     if src.suffix.lower() in by_suffix and src.is_file():
         return by_suffix[src.suffix.lower()]
     if is_remote(src):  # a store: shards only (one object per image would be slow to list and read)
-        for suffix, fmt in SHARD_SUFFIXES:
-            if src.is_dir() and next(iter(src.rglob(f"*{suffix}")), None) is not None:
+        for suffix, fmt in SHARD_SUFFIXES if src.is_dir() else ():
+            if next(iter(src.rglob(f"*{suffix}")), None) is not None:
                 return fmt
         raise BadParameter(f"{src}: no Parquet, WebDataset or Arrow shards there (a remote SRC holds shards)")
     if src.is_dir():

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import BadParameter, MaskgenError
 from ..io import IMAGE_SUFFIXES, decode_image, read_image
 from ..pipeline.manifest import MANIFEST
-from ..pipeline.remote import is_remote, is_url, source_path
+from ..pipeline.remote import as_path, is_remote
 from ..pipeline.shards import read_shard, shard_files
 from ..pipeline.sources import folder_records
 from ..pipeline.splits import assign
@@ -37,16 +37,9 @@ class Item:
         return self.source or str(self.path)
 
 
-def data_path(data: str | Path) -> Path:
-    """DATA as a path: a local one, or for a URL (`s3://...`, a sharded maskgen output) a remote one."""
-    if is_url(data):
-        return source_path(str(data))
-    return Path(data)
-
-
 def load_items(data: str | Path) -> list[Item]:
     """Items of a maskgen output (its metadata.csv; local, or sharded at a URL) or of a labelled folder."""
-    data = data_path(data)
+    data = as_path(data)
     meta = data / "metadata.csv"
     if meta.exists():
         with meta.open(newline="", encoding="utf-8") as f:
