@@ -68,15 +68,11 @@ def prepare_destination(src: Path, dst: Path, cfg: ConvertConfig, overwrite: boo
     earlier run made, delete the temp files a killed run left."""
     config = {"source": source_id(src), "maskgen": cfg.to_json()}
     old = mf.read_config(dst) if dst.exists() else None
-    if old is not None and old != config:
-        if not overwrite:
-            raise DestinationError(
-                f"{dst} was made with another configuration ({mf.config_difference(old, config)} differ); "
-                "use another folder or --overwrite"
-            )
-        clear_outputs(dst)
-    elif old is None and dst.exists() and any(dst.iterdir()) and not overwrite:
-        raise DestinationError(f"{dst} is not empty and was not made by maskgen; use --overwrite to write into it")
+
+    def empty() -> bool:
+        return not dst.exists() or not any(dst.iterdir())
+
+    mf.guard_destination(str(dst), old, config, empty, overwrite, lambda: clear_outputs(dst), DestinationError)
     if old is not None:
         sweep_partials(dst)
     mf.write_config(dst, config)

@@ -356,10 +356,29 @@ def write_metadata(dst: Path, rows: list[dict[str, str]], columns: list[str]) ->
     write_bytes_atomic(dst / METADATA, buf.getvalue().encode())
 
 
-def config_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """The settings two run configurations differ in, for a one-line refusal ("source" if only that)."""
-    was, now = old["maskgen"], new["maskgen"]
-    return ", ".join(sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))) or "source"
+def guard_destination(
+    where: str,
+    old: dict[str, Any] | None,
+    new: dict[str, Any],
+    empty: Callable[[], bool],
+    overwrite: bool,
+    clear: Callable[[], None],
+    error: type[Exception],
+    noun: str = "folder",
+) -> None:
+    """The rule for writing into a DST (a folder or a store): one made with another configuration, or one
+    not made by maskgen and not empty, is refused unless `overwrite`; with it, what an earlier run wrote
+    is cleared (`clear`), nothing else."""
+    if old is not None and old != new:
+        if not overwrite:
+            was, now = old["maskgen"], new["maskgen"]
+            diff = ", ".join(sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))) or "source"
+            raise error(
+                f"{where} was made with another configuration ({diff} differ); use another {noun} or --overwrite"
+            )
+        clear()
+    elif old is None and not overwrite and not empty():
+        raise error(f"{where} is not empty and was not made by maskgen; use --overwrite to write into it")
 
 
 def read_config(dst: Path) -> dict[str, Any] | None:

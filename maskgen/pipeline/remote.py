@@ -178,15 +178,9 @@ def prepare_store(store: Store, config: dict[str, Any], overwrite: bool) -> None
     removes what an earlier run wrote, nothing else); then record this run's configuration there."""
     raw = store.get(posixpath.join(mf.STATE_DIR, mf.CONFIG))
     old = json.loads(raw) if raw else None
-    if old is not None and old != config:
-        if not overwrite:
-            raise BadParameter(
-                f"{store.url} was made with another configuration ({mf.config_difference(old, config)} differ); "
-                "use another URL or --overwrite"
-            )
-        clear_store(store)
-    elif old is None and not store.is_empty() and not overwrite:
-        raise BadParameter(f"{store.url} is not empty and was not made by maskgen; use --overwrite to write into it")
+    mf.guard_destination(
+        store.url, old, config, store.is_empty, overwrite, lambda: clear_store(store), BadParameter, "URL"
+    )
     store.put(posixpath.join(mf.STATE_DIR, mf.CONFIG), (json.dumps(config, indent=1, sort_keys=True) + "\n").encode())
 
 
