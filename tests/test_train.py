@@ -129,6 +129,47 @@ def test_spatial_transformer_learns_at_its_own_rate():
     assert len(param_groups(MODELS.create("deep-emotion-nostn", classes=7), 0.004, 0.1)[0]) == 1
 
 
+def test_one_cycle_shape_matches_torch():
+    import torch
+
+    from maskgen.train.loop import one_cycle
+
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=0.004)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.004, total_steps=1001, pct_start=0.15)
+    for step in range(1001):
+        if step % 10 == 0:
+            assert one_cycle(step / 1000, 0.004) == pytest.approx(opt.param_groups[0]["lr"], rel=0.02, abs=1e-8)
+        opt.step()
+        if step < 1000:
+            sched.step()
+
+
+def test_time_limit_anneals_the_rate_to_its_floor_by_the_deadline(monkeypatch):
+    import torch
+
+    from maskgen.train import loop
+
+    clock = [0.0]
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: clock[0])
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=0.004)
+    sched = loop.TimedOneCycle(opt, [0.004], total_steps=1000, seconds=60.0)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.004 / 25)
+    clock[0] = 9.0  # 15% of the time: the peak, although only one step of 1000 was taken
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.004) and not sched.done
+    clock[0] = 60.0
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.004 / 25 / 1e4) and sched.done
+
+    # a run cut by the clock stops mid-epoch, within its limit, with the rate at its floor
+    x, y = np.random.default_rng(0).integers(0, 255, (256, 48, 48), dtype=np.uint8), np.arange(256) % 2
+    ticks = iter(range(10_000))
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: float(next(ticks)))
+    args = TrainArgs(model="deep-emotion-nostn", optimizer="adamw", batch_size=16, epochs=50, time_limit=30)
+    _, hist = loop.fit_torch(args, 2, x, y, x[:32], y[:32], progress=False)
+    assert len(hist.epochs) <= 2 and hist.seconds <= 32
+
+
 def test_collapsed_model_is_flagged():
     from maskgen.train.evaluate import metrics
 

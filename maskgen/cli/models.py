@@ -56,7 +56,13 @@ def train_options(f):
             help="Learning rate of Deep-Emotion's spatial transformer, as a fraction of --lr (1: one rate for all).",
         ),
         click.option("--patience", default=6, show_default=True, help="Early stopping: epochs without improvement."),
-        click.option("--time-limit", type=float, default=None, help="Stop training after this many minutes."),
+        click.option(
+            "--time-limit",
+            type=float,
+            default=None,
+            help="Minutes of training: a one-cycle schedule (adamw) anneals to its floor by then, so --epochs is "
+            "only an upper bound; with a constant rate (adam) training stops after the epoch that crosses it.",
+        ),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
     ]
     for opt in reversed(opts):

@@ -32,7 +32,7 @@ class TrainArgs:
     l1: float = 0.0
     stn_lr_scale: float = 0.1  # the spatial transformer's learning rate, as a fraction of `lr`
     patience: int = 6
-    time_limit: float | None = None  # seconds; training stops after the epoch that crosses it
+    time_limit: float | None = None  # seconds; a one-cycle schedule anneals to it, a constant rate stops after it
 
     def resolved(self) -> dict[str, Any]:
         d = dict(TORCH_DEFAULTS.get(self.model, {}))
@@ -92,6 +92,18 @@ def param_groups(model: torch.nn.Module, lr: float, stn_scale: float) -> tuple[l
     return [{"params": rest, "lr": lr}, {"params": stn, "lr": lr * stn_scale}], [lr, lr * stn_scale]
 
 
+def one_cycle(progress: float, peak: float, warmup: float = 0.15) -> float:
+    """The one-cycle rate at `progress` in [0, 1]: cosine warm-up from peak/25 to `peak`, then cosine
+    annealing to peak/250,000 (OneCycleLR's shape, as a function of progress rather than of step)."""
+    progress = min(max(progress, 0.0), 1.0)
+    start, end = peak / 25, peak / 25 / 1e4
+    if progress < warmup:
+        a, b, t = start, peak, progress / warmup
+    else:
+        a, b, t = peak, end, (progress - warmup) / (1 - warmup)
+    return b + (a - b) * (1 + np.cos(np.pi * t)) / 2
+
+
 def fit_torch(
     args: TrainArgs,
     classes: int,
@@ -124,6 +136,9 @@ def fit_torch(
     if p["optimizer"] == "adam":
         opt = torch.optim.Adam(groups, lr=p["lr"])
         sched = None
+    elif args.time_limit:  # one cycle over the time allowed (or the epochs, if they end first)
+        opt = torch.optim.AdamW(groups, lr=p["lr"], weight_decay=1e-4)
+        sched = TimedOneCycle(opt, rates, steps * args.epochs, args.time_limit)
     else:
         opt = torch.optim.AdamW(groups, lr=p["lr"], weight_decay=1e-4)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=rates, total_steps=steps * args.epochs, pct_start=0.15)
@@ -146,6 +161,8 @@ def fit_torch(
             if sched is not None:
                 sched.step()
             total += float(loss.detach()) * len(idx)
+            if isinstance(sched, TimedOneCycle) and sched.done:
+                break
         val_acc = float((predict_proba_torch(model, xv, tta=False).argmax(1) == yva).mean()) if len(xv) else 0.0
         hist.epochs.append({"epoch": epoch + 1, "loss": total / len(xt), "val_accuracy": val_acc})
         bar.set_postfix(loss=f"{total / len(xt):.3f}", val_acc=f"{val_acc:.3f}")
@@ -157,10 +174,35 @@ def fit_torch(
                 break
         if args.time_limit and time.perf_counter() - start > args.time_limit:
             break
+        if isinstance(sched, TimedOneCycle) and sched.done:
+            break
     bar.close()
     model.load_state_dict(best)
     hist.seconds = time.perf_counter() - start
     return model, hist
+
+
+class TimedOneCycle:
+    """One-cycle rates driven by whichever ends first, the steps or the clock: with a time limit the rate
+    anneals to its floor at the limit, so a run cut by the clock still ends cooled down, not at its peak."""
+
+    def __init__(self, opt: torch.optim.Optimizer, peaks: list[float], total_steps: int, seconds: float) -> None:
+        self.opt, self.peaks, self.total, self.seconds = opt, peaks, total_steps, seconds
+        self.start, self.steps, self.progress = time.perf_counter(), 0, 0.0
+        self._apply()
+
+    def _apply(self) -> None:
+        for group, peak in zip(self.opt.param_groups, self.peaks, strict=True):
+            group["lr"] = one_cycle(self.progress, peak)
+
+    def step(self) -> None:
+        self.steps += 1
+        self.progress = max(self.steps / self.total, (time.perf_counter() - self.start) / self.seconds)
+        self._apply()
+
+    @property
+    def done(self) -> bool:
+        return self.progress >= 1.0
 
 
 def fit_classical(args: TrainArgs, classes: int, xtr: np.ndarray, ytr: np.ndarray) -> tuple[Any, History]:
