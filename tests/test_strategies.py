@@ -283,3 +283,21 @@ def test_fit_variety_is_drawn_recorded_replayed_and_moves_the_mask_as_named(dete
         mg.mask(img, faces=face, fit=2)
     with pytest.raises(BadParameter, match="fit_shape takes"):
         mg.mask(img, faces=face, fit_shape=[0, 1])
+
+
+def test_random_colours_follow_the_measured_palette_and_its_shares():
+    from maskgen.seeds import generator
+    from maskgen.strategies.overlay import PALETTE, Overlay
+
+    drawn = [Overlay().resolve(generator(s), type="surgical", color="random")["color"] for s in range(4000)]
+    counts = {c: drawn.count(c) for c in PALETTE}
+    assert sum(counts.values()) == len(drawn)  # every colour comes from the palette
+    total = sum(PALETTE.values())
+    for colour, weight in PALETTE.items():
+        assert counts[colour] / len(drawn) == pytest.approx(weight / total, abs=0.02), colour
+    neutral = sum(
+        n
+        for c, n in counts.items()
+        if max(mg.strategies.functional.parse_colour(c)) - min(mg.strategies.functional.parse_colour(c)) < 20
+    )
+    assert neutral / len(drawn) > 0.8  # real masks are mostly white, grey and black
