@@ -169,6 +169,12 @@ def test_time_limit_anneals_the_rate_to_its_floor_by_the_deadline(monkeypatch):
     _, hist = loop.fit_torch(args, 2, x, y, x[:32], y[:32], progress=False)
     assert len(hist.epochs) <= 2 and hist.seconds <= 32
 
+    # the cut epoch's loss is the mean over the batches it ran, not their sum over the whole epoch
+    calls = iter(range(10_000))
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: 0.0 if next(calls) < 21 else 1e9)
+    _, hist = loop.fit_torch(args, 2, x, y, x[:32], y[:32], progress=False)
+    assert len(hist.epochs) == 2 and hist.epochs[1]["loss"] > 0.5  # about ln 2 on two random classes
+
 
 def test_collapsed_model_is_flagged():
     from maskgen.train.evaluate import metrics

@@ -148,7 +148,7 @@ def fit_torch(
     for epoch in bar:
         model.train()
         perm = torch.randperm(len(xt), generator=g)
-        total = 0.0
+        total, seen = 0.0, 0
         for i in range(steps):
             idx = perm[i * p["batch_size"] : (i + 1) * p["batch_size"]]
             xb = augment(xt[idx], g) if p["augment"] else xt[idx]
@@ -161,11 +161,12 @@ def fit_torch(
             if sched is not None:
                 sched.step()
             total += float(loss.detach()) * len(idx)
+            seen += len(idx)
             if isinstance(sched, TimedOneCycle) and sched.done:
                 break
         val_acc = float((predict_proba_torch(model, xv, tta=False).argmax(1) == yva).mean()) if len(xv) else 0.0
-        hist.epochs.append({"epoch": epoch + 1, "loss": total / len(xt), "val_accuracy": val_acc})
-        bar.set_postfix(loss=f"{total / len(xt):.3f}", val_acc=f"{val_acc:.3f}")
+        hist.epochs.append({"epoch": epoch + 1, "loss": total / max(seen, 1), "val_accuracy": val_acc})
+        bar.set_postfix(loss=f"{total / max(seen, 1):.3f}", val_acc=f"{val_acc:.3f}")
         if val_acc >= best_acc:  # ties go to the later, better-trained epoch
             best_acc, best, bad, hist.best_epoch = val_acc, copy.deepcopy(model.state_dict()), 0, epoch + 1
         else:
