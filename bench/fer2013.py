@@ -8,7 +8,7 @@ the figure papers report, is not on this machine.
 
 Needs ../shared/data/fer2013-train and fer2013-publictest. The masked copies are made once into --work
 (`maskgen convert` resumes) and reused.
-Usage: python bench/fer2013.py [--minutes 30] [--model compact-cnn] [--work /tmp/maskgen-fer2013]
+Usage: python bench/fer2013.py [--minutes 30] [--model compact-cnn] [--work /tmp/maskgen-fer2013] [--reuse]
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--model", default="compact-cnn")
     ap.add_argument("--epochs", type=int, default=60, help="upper bound; the time limit usually ends training")
     ap.add_argument("--work", type=Path, default=Path("/tmp/maskgen-fer2013"))
+    ap.add_argument("--reuse", action="store_true", help="evaluate runs already in --work trained with these settings")
     a = ap.parse_args()
     train_dir, val_dir = SHARED / "fer2013-train", SHARED / "fer2013-publictest"
     if not (train_dir.is_dir() and val_dir.is_dir()):
@@ -53,14 +54,19 @@ def main() -> None:
     for cond, (tr, va) in data.items():
         out = a.work / f"run-{a.model}-{cond}"
         args = TrainArgs(model=a.model, epochs=a.epochs, time_limit=a.minutes * 60)
-        train(tr, out, args, val=va, progress=False)
-        run = json.loads((out / "run.json").read_text())
+        done = out / "run.json"
+        if not (a.reuse and done.exists() and json.loads(done.read_text())["train_args"] == args.resolved()):
+            train(tr, out, args, val=va, progress=False)
+        run = json.loads(done.read_text())
         hist = run["history"]
         for test_cond, (_, test_dir) in data.items():
             m = evaluate(out, test_dir, out / f"eval-{test_cond}")
             lo, hi = m["accuracy_ci95"]
             rows.append((cond, test_cond, m, lo, hi, len(hist["epochs"]), hist["best_epoch"], hist["seconds"]))
-    print(f"\nmodel {a.model}, {a.minutes:g} min per model; PublicTest ({rows[0][2]['n']} images)")
+    print(
+        f"\nmodel {a.model}, {a.minutes:g} min per model; PublicTest ({rows[0][2]['n']} images); "
+        f"test-time views: {rows[0][2]['tta']}"
+    )
     print(
         f"{'train':<8} {'test':<8} {'accuracy':>9} {'95% interval':>15} {'macro-F1':>9} {'epochs':>7} "
         f"{'best':>5} {'minutes':>8}  target"

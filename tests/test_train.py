@@ -84,13 +84,40 @@ def test_each_model_beats_chance(tmp_path, ckplus, model):
     assert np.allclose(loaded.predict_proba(test), run.predict_proba(test), atol=1e-5)
 
 
+def test_test_time_views():
+    """`flip` averages the image and its mirror; `zoom` adds each enlarged and reduced: on a flat image all
+    views are the same image, on a real one they differ; probabilities sum to one."""
+    import torch
+
+    from maskgen.errors import BadParameter
+    from maskgen.train.loop import predict_proba_torch, to_tensor
+
+    torch.manual_seed(0)
+    model = MODELS.create("deep-emotion-nostn", classes=7)  # no batch norm: an untrained net still varies
+    flat = to_tensor(np.full((2, 48, 48), 90, np.uint8))
+    assert np.allclose(
+        predict_proba_torch(model, flat, tta="zoom"), predict_proba_torch(model, flat, tta="none"), atol=1e-6
+    )
+    img = to_tensor(np.random.default_rng(0).integers(0, 256, (4, 48, 48), dtype=np.uint8))
+    zoomed, flipped = predict_proba_torch(model, img, tta="zoom"), predict_proba_torch(model, img, tta="flip")
+    assert np.allclose(zoomed.sum(1), 1, atol=1e-5) and not np.allclose(zoomed, flipped, atol=1e-5)
+    with pytest.raises(BadParameter, match="tta must be"):
+        predict_proba_torch(model, img, tta="crops")
+
+
 def test_run_outputs_are_valid(tmp_path, ckplus):
     items, x = ckplus
     sp = make_split(items, "subject", seed=0)
     train_on(items, label_set(items), sp, tmp_path, TrainArgs(model="deep-emotion", epochs=3), "ck", False, x)
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert {"accuracy", "macro_f1", "per_class"} <= set(m) and "subject split" in m["note"]
+    assert m["tta"] == "zoom"  # the reported figures say which test-time views they average
     assert set(m["per_class"]) == set(label_set(items))
+    run, test = Run.load(tmp_path), x[np.array(sp.index["test"])]
+    hits = run.predict_proba(test, tta="zoom").argmax(1) == [
+        label_set(items).index(items[i].label) for i in sp.index["test"]
+    ]
+    assert hits.mean() == pytest.approx(m["accuracy"])
     for png in ("confusion.png", "saliency.png", "curves.png"):
         assert mg.read_image(tmp_path / png).shape[0] > 100
     html = (tmp_path / "report.html").read_text()

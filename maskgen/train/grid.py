@@ -23,7 +23,7 @@ from .experiment import follow, paired_items
 from .loop import TrainArgs
 from .models import MODELS
 from .report import write_report
-from .run import SIZE, Run, _encode, train_on
+from .run import EVAL_TTA, SIZE, Run, _encode, train_on
 
 CLEAN = "clean"
 NUMERIC = {"lr", "l1", "stn_lr_scale"}
@@ -117,7 +117,7 @@ def grid(
                     run, _ = train_on(items, labels, parts[tr], run_dir, args, str(paths[tr]), progress, x)
                 for te in sets:
                     idx = np.array(parts[te].index["test"] or parts[te].index["val"], dtype=int)
-                    pred = run.predict_proba(data[te][1][idx]).argmax(1) if len(idx) else np.zeros(0, int)
+                    pred = run.predict_proba(data[te][1][idx], tta=EVAL_TTA).argmax(1) if len(idx) else np.zeros(0, int)
                     m = metrics(ys[te][idx], pred, labels)
                     rows.append(
                         {

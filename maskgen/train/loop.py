@@ -67,17 +67,31 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
 
 
-def predict_proba_torch(model: torch.nn.Module, x: torch.Tensor, batch: int = 512, tta: bool = True) -> np.ndarray:
-    """Class probabilities; with `tta`, averaged with the horizontally flipped image."""
+TTA_ZOOMS = (1.08, 0.93)  # test-time views inside the training augmentation's +-10% zoom
+
+
+def zoom(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """The batch enlarged (factor > 1) or reduced about its centre, borders replicated."""
+    theta = torch.tensor([[1 / factor, 0.0, 0.0], [0.0, 1 / factor, 0.0]]).expand(len(x), 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+
+
+def predict_proba_torch(model: torch.nn.Module, x: torch.Tensor, batch: int = 512, tta: str = "flip") -> np.ndarray:
+    """Class probabilities, averaged over test-time views: `none`; `flip` (and the mirrored image); `zoom`
+    (each of those also enlarged and reduced by the factors of TTA_ZOOMS: six views)."""
+    if tta not in ("none", "flip", "zoom"):
+        raise BadParameter(f"tta must be none, flip or zoom, got {tta!r}")
     model.eval()
     out = []
     with torch.inference_mode():
         for i in range(0, len(x), batch):
-            xb = x[i : i + batch]
-            p = F.softmax(model(xb), 1)
-            if tta:
-                p = (p + F.softmax(model(torch.flip(xb, dims=[3])), 1)) / 2
-            out.append(p)
+            views = [x[i : i + batch]]
+            if tta != "none":
+                views.append(torch.flip(views[0], dims=[3]))
+            if tta == "zoom":
+                views += [zoom(v, f) for v in views[:2] for f in TTA_ZOOMS]
+            out.append(sum(F.softmax(model(v), 1) for v in views) / len(views))
     return torch.cat(out).numpy() if out else np.zeros((0, 0))
 
 
@@ -164,7 +178,7 @@ def fit_torch(
             seen += len(idx)
             if isinstance(sched, TimedOneCycle) and sched.done:
                 break
-        val_acc = float((predict_proba_torch(model, xv, tta=False).argmax(1) == yva).mean()) if len(xv) else 0.0
+        val_acc = float((predict_proba_torch(model, xv, tta="none").argmax(1) == yva).mean()) if len(xv) else 0.0
         hist.epochs.append({"epoch": epoch + 1, "loss": total / max(seen, 1), "val_accuracy": val_acc})
         bar.set_postfix(loss=f"{total / max(seen, 1):.3f}", val_acc=f"{val_acc:.3f}")
         if val_acc >= best_acc:  # ties go to the later, better-trained epoch
