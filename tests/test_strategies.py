@@ -223,6 +223,41 @@ def test_finishing_takes_the_scene_s_light_and_keeps_the_occlusion_exact(astrona
         mg.mask(astronaut, faces=face, shade=2)
 
 
+def test_relief_shades_the_mask_by_its_light_and_leaves_the_occlusion_exact(astronaut):
+    face = mg.detect(astronaut)
+    flat = mg.mask(astronaut, type="kn95", color="#c8c8c8", faces=face, seed=1)
+    assert "relief" not in flat.params  # off by default: the same draws and bytes as without it
+    occ = flat.occlusion > 0
+    cols = np.nonzero(occ.any(0))[0]
+    left, right = cols[: len(cols) // 3], cols[-len(cols) // 3 :]
+
+    def mean_over(img, c):
+        m = np.zeros_like(occ)
+        m[:, c] = occ[:, c]
+        return float(img[m].mean())
+
+    for azimuth, lit, dark in ((180, left, right), (0, right, left)):  # from the left, from the right
+        r = mg.mask(astronaut, type="kn95", color="#c8c8c8", faces=face, seed=1, relief=1.0, light=[azimuth, 45])
+        assert np.array_equal(r.occlusion, flat.occlusion)  # the light changes colours, not the mask's extent
+        # the template's own shading (a darker right half) is flat's difference; the light adds to it
+        gained = mean_over(r.image, lit) - mean_over(r.image, dark)
+        assert gained > mean_over(flat.image, lit) - mean_over(flat.image, dark) + 30
+    drawn = mg.mask(astronaut, faces=face, seed=4, type="random", relief=0.7)
+    azimuth, elevation = drawn.params["light"]
+    assert 0 <= azimuth < 360 and 15 <= elevation <= 55 and drawn.params["relief"] == 0.7
+    assert np.array_equal(mg.mask(astronaut, faces=face, **drawn.params).image, drawn.image)  # replayed
+    lights = {tuple(mg.mask(astronaut, faces=face, seed=s, relief=1.0).params["light"]) for s in range(5)}
+    assert len(lights) == 5  # drawn per face and seed
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)
+    g = mg.mask(gray, type="surgical", faces=face, seed=2, relief=1.0)
+    assert g.image.ndim == 2 and g.image.dtype == np.uint8
+    for bad in ("left", [90, 100], [90]):
+        with pytest.raises(BadParameter, match="light takes"):
+            mg.mask(astronaut, faces=face, relief=1.0, light=bad)
+    with pytest.raises(BadParameter, match="relief must be between"):
+        mg.mask(astronaut, faces=face, relief=2)
+
+
 @pytest.mark.slow
 def test_eye_margin_keeps_masks_off_dlib_s_eye_points():
     """MTCNN's fitted landmarks place the masks with eye_margin=0.15; dlib's own 68 points judge them: on

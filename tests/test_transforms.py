@@ -206,6 +206,7 @@ def test_batch_draws_and_keys_equal_the_one_by_one_ones(astronaut):
         {"types": ["kn95", "gas"], "color": "random", "jitter": 1.0},
         {"types": "random", "color": "random", "shade": 0.8, "soften": 0.6, "grain": 1.0},
         {"types": "random", "fit": 1.0},
+        {"types": "random", "color": "random", "relief": 1.0},
     ],
 )
 def test_batch_equals_one_by_one(kwargs):

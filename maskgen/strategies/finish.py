@@ -80,3 +80,65 @@ def finish_patch(
         if out.ndim == 2:
             out = out[..., None]
     return out, (x0, y0)  # colour may leave 0..255*alpha by a little: the blend clips to the pixel range
+
+
+# `relief`: the mask's own shape under a light. In the face's axes, in inter-ocular distances (IOD) from the
+# top of the nose bridge, the mask is a height field: curving back towards the ears and under the chin,
+# raised along the nose and tented below it, with a few shallow creases; lit by a directional light it
+# shades like a real mask (lit side lighter, far side darker, the ridge and creases drawn by the light).
+RELIEF_AMBIENT = 0.3
+CROSS, CHIN_CURL, RIDGE, RIDGE_WIDTH = 0.45, 0.6, 0.3, 0.22
+
+
+def light_vector(azimuth: float, elevation: float) -> np.ndarray:
+    """A unit light direction in image axes (x right, y down, z towards the camera) from its azimuth in
+    the image plane (degrees, 0 = from the right, 90 = from below) and its angle off the camera's axis."""
+    a, e = math.radians(azimuth), math.radians(elevation)
+    return np.array([math.sin(e) * math.cos(a), math.sin(e) * math.sin(a), math.cos(e)], np.float32)
+
+
+def relief_gain(
+    shape: tuple[int, int],
+    offset: tuple[int, int],
+    lm: np.ndarray,
+    light: tuple[float, float],
+    strength: float,
+    seed: int,
+) -> np.ndarray:
+    """Per-pixel brightness factor (1 on a surface facing the camera) of a (h, w) patch at `offset`: the
+    mask's height field (see above), shaded by a Lambertian light from `light` = (azimuth, elevation)
+    with ambient light, then scaled towards 1 by `strength` (0: flat). Creases come from `seed`."""
+    from ..landmarks import face_axes
+
+    h, w = shape
+    pts = np.asarray(lm, np.float64)
+    _, down, right = face_axes(pts)
+    iod = max(float(np.linalg.norm(pts[36:42].mean(0) - pts[42:48].mean(0))), 1.0)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    xs += np.float32(offset[0] - pts[27, 0])
+    ys += np.float32(offset[1] - pts[27, 1])
+    u = (xs * np.float32(right[0]) + ys * np.float32(right[1])) / np.float32(iod)
+    v = (xs * np.float32(down[0]) + ys * np.float32(down[1])) / np.float32(iod)
+    ridge = RIDGE * np.clip(1.0 - np.maximum(v - 0.7, 0) / 1.2, 0.3, 1.0) * np.clip(v + 0.3, 0, 1)
+    height = -CROSS * u * u - CHIN_CURL * np.maximum(v - 1.6, 0) ** 2 + ridge * np.exp(-u * u / (2 * RIDGE_WIDTH**2))
+    rng = np.random.default_rng(seed)
+    for _ in range(int(rng.integers(2, 6))):  # creases: shallow folds across the mask
+        at, slope, width = rng.uniform(0.5, 1.9), rng.normal(0, 0.08), rng.uniform(0.03, 0.08)
+        depth = rng.choice([-1.0, 1.0]) * rng.uniform(0.01, 0.03)
+        height = height + depth * np.exp(-((v - at - slope * u) ** 2) / (2 * width * width))
+    gy, gx = np.gradient(height.astype(np.float32))  # per pixel; the height is in IOD, the pixels are iod/IOD
+    gx *= np.float32(iod)
+    gy *= np.float32(iod)
+    lx, ly, lz = light_vector(*light)
+    lit = (-gx * lx - gy * ly + lz) / np.sqrt(gx * gx + gy * gy + 1)
+    gain = (RELIEF_AMBIENT + (1 - RELIEF_AMBIENT) * np.maximum(lit, 0)) / (RELIEF_AMBIENT + (1 - RELIEF_AMBIENT) * lz)
+    return (1 + np.float32(strength) * (gain - 1)).astype(np.float32)
+
+
+def relieve_patch(
+    patch: np.ndarray, offset: tuple[int, int], lm: np.ndarray, light: tuple[float, float], strength: float, seed: int
+) -> np.ndarray:
+    """A premultiplied patch ((luminance, alpha) or RGBA) with its colour shaded by `relief_gain`."""
+    out = np.array(patch, np.float32, copy=True)
+    out[..., :-1] *= relief_gain(out.shape[:2], offset, lm, light, strength, seed)[..., None]
+    return out

@@ -18,7 +18,7 @@ from ..templates import MASK_TYPES, Template, anchors_from_landmarks, load_templ
 from ..types import Faces
 from . import functional as F
 from .base import STRATEGIES, check_keys
-from .finish import finish_patch
+from .finish import finish_patch, relieve_patch
 
 PATTERNS = ("none", "stripes", "dots", "checks", "noise")
 # The colours of real masks and how often each is worn, for color="random": median colours of the masks in
@@ -172,6 +172,8 @@ _PLACEMENTS_MAX = 1 << 16  # about 15 MB; cleared when full
 # wider or narrower, and one side lower than the other (a shear along the face's axes). Affine in the
 # face's frame, so a placement that was one affine warp stays one.
 FIT_TOP, FIT_CHIN, FIT_WIDTH, FIT_SKEW = 0.08, 0.12, 0.10, 0.06
+# `relief`: the light's angle off the camera's axis, drawn per face (degrees); its azimuth is uniform
+LIGHT_ELEVATION = (15.0, 55.0)
 
 
 def fit_points(pts: np.ndarray, lm: np.ndarray, fit: tuple[float, float, float, float]) -> np.ndarray:
@@ -255,6 +257,8 @@ class Overlay:
         eye_margin: float | None = None,
         fit: float = 0.0,
         fit_shape: Any = None,
+        relief: float = 0.0,
+        light: Any = None,
         **kw: Any,
     ) -> dict[str, Any]:
         check_keys(self.name, kw, self.resolve)
@@ -280,6 +284,7 @@ class Overlay:
             ("shade", shade, 0, 1.0),
             ("soften", soften, 0, 5.0),
             ("grain", grain, 0, 3.0),
+            ("relief", relief, 0, 1.0),
         ):
             if not low <= float(value) <= top:
                 raise BadParameter(f"{name} must be between {low:g} and {top:g}, got {value}")
@@ -297,6 +302,16 @@ class Overlay:
             if len(fit_shape) != 4 or not all(-1 <= float(x) <= 1 for x in fit_shape):
                 raise BadParameter(f"fit_shape takes [top, chin, width, skew], each in [-1, 1]; got {fit_shape}")
             fit_shape = [float(x) for x in fit_shape]
+        if light is None and float(relief):  # drawn after the fit: earlier draws unchanged
+            light = [float(rng.uniform(0, 360)), float(rng.uniform(*LIGHT_ELEVATION))]
+        if light is not None:
+            try:
+                azimuth, elevation = (float(x) for x in light)
+            except (TypeError, ValueError):
+                azimuth, elevation = 0.0, -1.0
+            if not 0 <= elevation <= 80:
+                raise BadParameter(f"light takes [azimuth, elevation] in degrees, elevation 0-80; got {light}")
+            light = [azimuth % 360, elevation]
         resolved = {
             "type": type,
             "color": color,
@@ -312,6 +327,8 @@ class Overlay:
             "grain": float(grain),
             "eye_margin": None if eye_margin is None else float(eye_margin),
         }
+        if float(relief):
+            resolved |= {"relief": float(relief), "light": light}
         return resolved | ({"fit_shape": fit_shape} if fit_shape is not None else {})
 
     def patches(
@@ -340,6 +357,8 @@ class Overlay:
             if not patch.size:
                 continue
             patch = patch[..., :2] if gray else patch  # gray: (luminance, alpha)
+            if p.get("relief"):
+                patch = relieve_patch(patch, offset, lm, tuple(p["light"]), p["relief"], p["pattern_seed"])
             if p.get("eye_margin") is not None:
                 patch = below_eyes(patch, offset, lm, p["eye_margin"])
             if image is not None and (p.get("shade") or p.get("soften") or p.get("grain")):
