@@ -190,6 +190,17 @@ def test_placement_memo_serves_every_type_with_the_same_bytes(astronaut_sizes):
     assert len(overlay._PLACEMENTS) == 2 and jittered.params["scale"] != 1.0  # another placement, kept apart
 
 
+def side_means(img: np.ndarray, occ: np.ndarray, share: int) -> tuple[float, float]:
+    """Mean of `img` over the left and right 1/`share` of the columns the occlusion map `occ` covers."""
+    cols = np.nonzero(occ.any(0))[0]
+    out = []
+    for c in (cols[: len(cols) // share], cols[-len(cols) // share :]):
+        m = np.zeros_like(occ)
+        m[:, c] = occ[:, c]
+        out.append(float(img[m].mean()))
+    return out[0], out[1]
+
+
 def test_finishing_takes_the_scene_s_light_and_keeps_the_occlusion_exact(astronaut):
     face = mg.detect(astronaut).largest()
     x0, _, x1, _ = face.xyxy[0]
@@ -198,16 +209,10 @@ def test_finishing_takes_the_scene_s_light_and_keeps_the_occlusion_exact(astrona
     flat = mg.mask(lit, type="surgical", color="#b0b0b0", faces=face, seed=1)
     shaded = mg.mask(lit, type="surgical", color="#b0b0b0", faces=face, seed=1, shade=1.0)
     occ = shaded.occlusion > 0
-    cols = np.nonzero(occ.any(0))[0]
-    left, right = cols[: len(cols) // 4], cols[-len(cols) // 4 :]
-
-    def mean_over(img, c):
-        m = np.zeros_like(occ)
-        m[:, c] = occ[:, c]
-        return float(img[m].mean())
-
-    assert mean_over(shaded.image, left) > mean_over(shaded.image, right) + 20  # the mask is lit from the left
-    assert abs(mean_over(flat.image, left) - mean_over(flat.image, right)) < 10
+    lit_side, far_side = side_means(shaded.image, occ, 4)
+    assert lit_side > far_side + 20  # the mask is lit from the left
+    left, right = side_means(flat.image, occ, 4)
+    assert abs(left - right) < 10
     soft = mg.mask(astronaut, type="kn95", faces=face, seed=1, soften=1.5, grain=1.0)
     changed = (soft.image != astronaut).any(2)
     assert changed.sum() > 0.9 * (soft.occlusion > 0).sum()  # the map marks the pixels that changed
@@ -228,20 +233,13 @@ def test_relief_shades_the_mask_by_its_light_and_leaves_the_occlusion_exact(astr
     flat = mg.mask(astronaut, type="kn95", color="#c8c8c8", faces=face, seed=1)
     assert "relief" not in flat.params  # off by default: the same draws and bytes as without it
     occ = flat.occlusion > 0
-    cols = np.nonzero(occ.any(0))[0]
-    left, right = cols[: len(cols) // 3], cols[-len(cols) // 3 :]
-
-    def mean_over(img, c):
-        m = np.zeros_like(occ)
-        m[:, c] = occ[:, c]
-        return float(img[m].mean())
-
-    for azimuth, lit, dark in ((180, left, right), (0, right, left)):  # from the left, from the right
+    flat_left, flat_right = side_means(flat.image, occ, 3)
+    for azimuth, sign in ((180, 1), (0, -1)):  # from the left, from the right
         r = mg.mask(astronaut, type="kn95", color="#c8c8c8", faces=face, seed=1, relief=1.0, light=[azimuth, 45])
         assert np.array_equal(r.occlusion, flat.occlusion)  # the light changes colours, not the mask's extent
         # the template's own shading (a darker right half) is flat's difference; the light adds to it
-        gained = mean_over(r.image, lit) - mean_over(r.image, dark)
-        assert gained > mean_over(flat.image, lit) - mean_over(flat.image, dark) + 30
+        left, right = side_means(r.image, occ, 3)
+        assert sign * (left - right) > sign * (flat_left - flat_right) + 30
     drawn = mg.mask(astronaut, faces=face, seed=4, type="random", relief=0.7)
     azimuth, elevation = drawn.params["light"]
     assert 0 <= azimuth < 360 and 15 <= elevation <= 55 and drawn.params["relief"] == 0.7
