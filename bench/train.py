@@ -44,7 +44,7 @@ def main() -> None:
         train_rate = len(x) / (time.perf_counter() - t)
         xt = to_tensor(x)
         t = time.perf_counter()
-        predict_proba_torch(model, xt, tta=False)
+        predict_proba_torch(model, xt, tta="none")
         infer_rate = len(x) / (time.perf_counter() - t)
         params = sum(p.numel() for p in MODELS.create(name, classes=7).parameters())
         print(f"{name:<20} {params:>9,} {train_rate:>12.0f} {infer_rate:>12.0f} {10000 / train_rate:>24.0f}")
