@@ -254,6 +254,8 @@ def test_relief_shades_the_mask_by_its_light_and_leaves_the_occlusion_exact(astr
             mg.mask(astronaut, faces=face, relief=1.0, light=bad)
     with pytest.raises(BadParameter, match="relief must be between"):
         mg.mask(astronaut, faces=face, relief=2)
+    with pytest.raises(BadParameter, match="give relief too"):  # a light alone would do nothing
+        mg.mask(astronaut, faces=face, light=[90, 30])
 
 
 @pytest.mark.slow

@@ -302,6 +302,8 @@ class Overlay:
             if len(fit_shape) != 4 or not all(-1 <= float(x) <= 1 for x in fit_shape):
                 raise BadParameter(f"fit_shape takes [top, chin, width, skew], each in [-1, 1]; got {fit_shape}")
             fit_shape = [float(x) for x in fit_shape]
+        if light is not None and not float(relief):
+            raise BadParameter("light sets the light of relief: give relief too (0 < relief <= 1)")
         if light is None and float(relief):  # drawn after the fit: earlier draws unchanged
             light = [float(rng.uniform(0, 360)), float(rng.uniform(*LIGHT_ELEVATION))]
         if light is not None:
