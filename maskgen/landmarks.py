@@ -121,6 +121,12 @@ _AXES_W = np.zeros((3, 68))
 _AXES_W[0, 36:42], _AXES_W[1, 42:48], _AXES_W[2, 48:68] = 1 / 6, 1 / 6, 1 / 20  # eye centres, mouth centre
 
 
+def inter_ocular(lm: np.ndarray) -> float:
+    """The distance between the two eye centres (the mean of each eye's six points)."""
+    pts = np.asarray(lm, np.float64)
+    return float(np.linalg.norm(pts[LEFT_EYE].mean(0) - pts[RIGHT_EYE].mean(0)))
+
+
 def face_axes(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Eye centre, unit 'down' vector (eyes -> mouth, perpendicular to the eye line) and unit 'right' vector."""
     (lx, ly), (rx, ry), (mx, my) = (_AXES_W @ np.asarray(lm, dtype=np.float64)).tolist()  # one product: runs per face

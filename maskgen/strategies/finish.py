@@ -10,6 +10,7 @@ import math
 import cv2
 import numpy as np
 
+from ..landmarks import face_axes, inter_ocular
 from ..seeds import generator
 from .functional import LUMA
 
@@ -108,12 +109,10 @@ def relief_gain(
     """Per-pixel brightness factor (1 on a surface facing the camera) of a (h, w) patch at `offset`: the
     mask's height field (see above), shaded by a Lambertian light from `light` = (azimuth, elevation)
     with ambient light, then scaled towards 1 by `strength` (0: flat). Creases come from `seed`."""
-    from ..landmarks import face_axes
-
     h, w = shape
     pts = np.asarray(lm, np.float64)
     _, down, right = face_axes(pts)
-    iod = max(float(np.linalg.norm(pts[36:42].mean(0) - pts[42:48].mean(0))), 1.0)
+    iod = max(inter_ocular(pts), 1.0)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     xs += np.float32(offset[0] - pts[27, 0])
     ys += np.float32(offset[1] - pts[27, 1])

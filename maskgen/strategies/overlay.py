@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BadParameter
-from ..landmarks import face_axes
+from ..landmarks import face_axes, inter_ocular
 from ..templates import MASK_TYPES, Template, anchors_from_landmarks, load_template
 from ..types import Faces
 from . import functional as F
@@ -138,7 +138,7 @@ def below_eyes(patch: np.ndarray, offset: tuple[int, int], lm: np.ndarray, margi
     its corners. The mask keeps its rise over the nose bridge and its reach over the cheeks."""
     eyes, down, right = face_axes(lm)
     pts = np.asarray(lm, np.float64)
-    iod = float(np.linalg.norm(pts[36:42].mean(0) - pts[42:48].mean(0)))
+    iod = inter_ocular(pts)
     h, w = patch.shape[:2]
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     xs += np.float32(offset[0])
@@ -183,7 +183,7 @@ def fit_points(pts: np.ndarray, lm: np.ndarray, fit: tuple[float, float, float, 
     top, chin, width, skew = fit
     _, down, right = face_axes(lm)
     origin = np.asarray(lm[27], np.float64)
-    iod = float(np.linalg.norm(np.asarray(lm[36:42], np.float64).mean(0) - np.asarray(lm[42:48], np.float64).mean(0)))
+    iod = inter_ocular(lm)
     rel = np.asarray(pts, np.float64) - origin
     u, v = rel @ right, rel @ down
     u2 = u * (1 + FIT_WIDTH * width)

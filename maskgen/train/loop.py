@@ -63,6 +63,11 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     theta = torch.stack(
         [torch.stack([cos * flip, -sin, shift[:, 0]], 1), torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1
     )
+    return warp(x, theta)
+
+
+def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """The batch resampled through per-image affine maps `theta` (N, 2, 3), borders replicated."""
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
 
@@ -72,9 +77,7 @@ TTA_ZOOMS = (1.08, 0.93)  # test-time views inside the training augmentation's +
 
 def zoom(x: torch.Tensor, factor: float) -> torch.Tensor:
     """The batch enlarged (factor > 1) or reduced about its centre, borders replicated."""
-    theta = torch.tensor([[1 / factor, 0.0, 0.0], [0.0, 1 / factor, 0.0]]).expand(len(x), 2, 3)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    return warp(x, torch.tensor([[1 / factor, 0.0, 0.0], [0.0, 1 / factor, 0.0]]).expand(len(x), 2, 3))
 
 
 def predict_proba_torch(model: torch.nn.Module, x: torch.Tensor, batch: int = 512, tta: str = "flip") -> np.ndarray:
