@@ -77,10 +77,16 @@ def as_path(value: str | os.PathLike) -> Any:
 
 
 def file_stat(path: Any) -> tuple[int, int]:
-    """(size in bytes, modification time in ns; 0 where the store keeps none) of a local or remote file."""
+    """(size in bytes, version) of a local or remote file: its modification time in ns, or, where the store
+    gives an ETag, a number made from that (an object store's times have whole seconds: an object replaced
+    by one of the same size within a second would otherwise look unchanged)."""
     if not is_remote(path):
         st = os.stat(path)
         return st.st_size, st.st_mtime_ns
+    info = path.fs.info(path.path)
+    tag = info.get("ETag") or info.get("etag")
+    if tag:
+        return int(info["size"]), int.from_bytes(hashlib.blake2b(str(tag).encode(), digest_size=7).digest(), "big")
     st = path.stat()
     return int(st.st_size), int(float(st.st_mtime or 0) * 1e9)
 
