@@ -120,7 +120,7 @@ def make_messy_folder(root: Path, astronaut: np.ndarray) -> dict[str, str]:
         "sad/tiny.png": "too_small",
         "sad/blank.png": "no_face",
         "sad/loop.png": "unreadable",
-        "sad/parent_link": "unreadable",
+        "sad/parent_link": "linked_folder",
     }
 
 
@@ -152,6 +152,47 @@ def test_destination_rules(tmp_path):
     with pytest.raises(DestinationError, match="not made by maskgen"):
         convert(src, tmp_path / "other", ConvertConfig())
     assert sorted(p.name for p in src.iterdir()) == ["a.png"]  # nothing written into SRC
+
+
+def test_symlinked_folders_are_followed_once(tmp_path):
+    """A dataset assembled from symlinked label folders is read through the links; a link back into SRC
+    and a loop are logged with a reason, never followed (no duplicates, no endless walk)."""
+    store = tmp_path / "store"
+    (store / "happy_imgs").mkdir(parents=True)
+    for name in ("astronaut_48.png", "astronaut.jpg"):
+        (store / "happy_imgs" / name).write_bytes((EXAMPLES / "happy" / name).read_bytes())
+    os.symlink(store, store / "happy_imgs" / "up")  # a loop: back to a folder holding this one
+    src = tmp_path / "src"
+    (src / "sad").mkdir(parents=True)
+    (src / "sad" / "camera_48.png").write_bytes((EXAMPLES / "neutral" / "grace_hopper_48.png").read_bytes())
+    os.symlink(store / "happy_imgs", src / "happy")
+    os.symlink(src / "sad", src / "sad_again")  # inside SRC: its files are read where they are
+    summary = convert(src, tmp_path / "dst", ConvertConfig(strategy="zero", fallback="aligned"))
+    rows = {r["source"]: r for r in rows_of(tmp_path / "dst")}
+    assert sorted(rows) == ["happy/astronaut.jpg", "happy/astronaut_48.png", "sad/camera_48.png"]
+    assert rows["happy/astronaut_48.png"]["label"] == "happy"
+    assert (tmp_path / "dst" / "happy" / "astronaut_48.png").is_file() and not (tmp_path / "dst" / "happy").is_symlink()
+    skips = {s["source"]: s for s in skips_of(tmp_path / "dst")}
+    assert {k: s["reason"] for k, s in skips.items()} == {"happy/up": "linked_folder", "sad_again": "linked_folder"}
+    assert "inside SRC" in skips["sad_again"]["message"] and "read already" in skips["happy/up"]["message"]
+    assert summary.inputs == 5 and summary.outputs == 3
+    assert sorted(p.name for p in (store / "happy_imgs").iterdir()) == ["astronaut.jpg", "astronaut_48.png", "up"]
+
+
+def test_destination_inside_a_linked_folder_is_refused(tmp_path):
+    store = tmp_path / "lib" / "store"
+    store.mkdir(parents=True)
+    (store / "a.png").write_bytes((EXAMPLES / "neutral" / "grace_hopper_48.png").read_bytes())
+    src = tmp_path / "src"
+    src.mkdir()
+    os.symlink(store, src / "sad")
+    for dst in (store / "masked", tmp_path / "lib"):
+        with pytest.raises(DestinationError, match="links to"):
+            convert(src, dst, ConvertConfig(strategy="zero"))
+    assert not (store / "masked").exists()
+    result = CliRunner().invoke(main, ["convert", str(src), str(store / "out"), "--quiet"])
+    assert result.exit_code == 1 and "links to" in result.output and "Traceback" not in result.output
+    assert sorted(p.name for p in store.iterdir()) == ["a.png"]
 
 
 def test_variants_sample_occlusion_size(tmp_path):

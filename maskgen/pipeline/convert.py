@@ -27,7 +27,7 @@ from . import shards as sh
 from .dataset_tools import find_duplicates, stratified_sample
 from .items import ConvertConfig, output_path, run_chunk, variant_tag
 from .naming import plan_names, sidecars
-from .sources import Record, iter_records
+from .sources import Record, iter_records, linked_folders
 
 CHUNK = 64
 
@@ -61,6 +61,14 @@ def check_paths(src: Path, dst: Path) -> None:
         raise DestinationError(f"{dst} is inside the source {src}; maskgen never writes into its input")
     if d in s.parents:
         raise DestinationError(f"the source {src} is inside {dst}; choose an output folder beside it")
+    if s.is_dir():
+        for link, target in linked_folders(src):
+            t = Path(target)
+            if d == t or t in d.parents or d in t.parents:
+                raise DestinationError(
+                    f"{link} in the source links to {t}, which holds or is inside {dst}; "
+                    "maskgen never writes into its input: choose an output folder elsewhere"
+                )
 
 
 def prepare_destination(src: Path, dst: Path, cfg: ConvertConfig, overwrite: bool) -> None:

@@ -93,31 +93,55 @@ def detect_naming(names: list[str]) -> str | None:
 
 
 # -- sources -----------------------------------------------------------------------------------------
-def _image_files(root: Path) -> Iterator[Path]:
-    """Image files under root in sorted order; symlinked folders are not followed (no loops)."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for f in sorted(filenames):
-            if Path(f).suffix.lower() in IMAGE_SUFFIXES and not f.startswith("."):
-                yield Path(dirpath) / f
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(os.path.join(folder, ""))
 
 
-def _walk_files(root: Path) -> Iterator[tuple[str, tuple[str, ...], str]]:
-    """(folder, folder's parts relative to root, name) of every non-hidden file under root, sorted."""
+def _walk(root: Path) -> Iterator[tuple[str, list[str], dict[str, str], list[str]]]:
+    """os.walk that follows symlinked folders, each folder once: (folder, its files, {refused link: problem},
+    its followed links). A link into SRC (its files are read where they are), to a folder already read or
+    to one holding a folder already read (a loop) is refused."""
+    top = os.path.realpath(root)
+    walked: list[str] = []  # the real paths of the folders read
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        walked.append(os.path.realpath(dirpath))
+        keep, refused, followed = [], {}, []
+        for d in sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX"):
+            if os.path.islink(full := os.path.join(dirpath, d)):
+                real = os.path.realpath(full)
+                if _inside(real, top):
+                    refused[d] = f"linked_folder: links to {real}, inside SRC, read there; not followed"
+                    continue
+                if any(_inside(w, real) for w in walked):
+                    refused[d] = f"linked_folder: links to {real}, which holds a folder read already; not followed"
+                    continue
+                followed.append(d)
+            keep.append(d)
+        dirnames[:] = keep
+        yield dirpath, filenames, refused, followed
+
+
+def _walk_files(root: Path) -> Iterator[tuple[str, tuple[str, ...], str, str]]:
+    """(folder, folder's parts relative to root, name, problem) of every non-hidden file under root, sorted;
+    a refused symlinked folder is an entry with its problem ("linked_folder: ..."), logged as a skip."""
     base = len(os.path.join(os.fspath(root), ""))
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX" and d not in links)
+    for dirpath, filenames, refused, _ in _walk(root):
         rel = tuple(dirpath[base:].split(os.sep)) if len(dirpath) > base else ()
-        # symlinked folders are listed (and later skipped with a reason), never followed: they can loop
-        for f in sorted([*filenames, *links]):
+        for f in sorted([*filenames, *refused]):
             if not f.startswith("."):
-                yield dirpath, rel, f
+                yield dirpath, rel, f, refused.get(f, "")
+
+
+def linked_folders(root: Path) -> Iterator[tuple[Path, str]]:
+    """(link, its real target) of every symlinked folder that reading `root` follows."""
+    for dirpath, _, _, followed in _walk(root):
+        for d in followed:
+            yield Path(dirpath, d), os.path.realpath(os.path.join(dirpath, d))
 
 
 def all_files(root: Path) -> Iterator[Path]:
     """Every non-hidden file under root (images or not), for accounting: nothing is silently ignored."""
-    for dirpath, _, f in _walk_files(root):
+    for dirpath, _, f, _ in _walk_files(root):
         yield Path(dirpath, f)
 
 
@@ -125,9 +149,9 @@ def folder_records(root: Path, naming: str | None = None) -> Iterator[Record]:
     """SRC/<label>/*, SRC/<split>/<label>/*, or a flat folder (labels then come only from the naming)."""
     files = list(_walk_files(root))
     if naming is None:
-        naming = detect_naming([f for _, _, f in files if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES])
+        naming = detect_naming([f for _, _, f, _ in files if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES])
     parse = NAMINGS.get(naming) if naming else None
-    for dirpath, parts, name in files:
+    for dirpath, parts, name, problem in files:
         split, label = "", ""
         if parts and parts[0].lower() in SPLIT_NAMES:  # SRC/<split>/<label>/[any/sub/folders/]file
             split, label = SPLIT_NAMES[parts[0].lower()], parts[1] if len(parts) >= 2 else ""
@@ -136,7 +160,15 @@ def folder_records(root: Path, naming: str | None = None) -> Iterator[Record]:
         info = (parse(name) if parse else None) or {}
         extra = {k: v for k, v in info.items() if k not in ("label", "subject")}
         key = "/".join((*parts, name))
-        yield Record(key, Path(dirpath, name), label or info.get("label", ""), info.get("subject", ""), split, extra)
+        yield Record(
+            key,
+            Path(dirpath, name),
+            label or info.get("label", ""),
+            info.get("subject", ""),
+            split,
+            extra,
+            problem=problem,
+        )
 
 
 def fer2013_csv_records(path: Path) -> Iterator[Record]:

@@ -60,7 +60,7 @@ def load_items(data: str | Path) -> list[Item]:
         items = [
             Item(r.path, r.label, r.subject, r.split, r.key)
             for r in folder_records(data)
-            if r.path is not None and r.path.suffix.lower() in IMAGE_SUFFIXES
+            if r.path is not None and not r.problem and r.path.suffix.lower() in IMAGE_SUFFIXES
         ]
     else:
         raise BadParameter(f"{data}: not a maskgen output (metadata.csv) or a labelled folder")
