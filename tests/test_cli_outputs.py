@@ -1,6 +1,7 @@
 """`mask` and `predict` never write into or over an input, mirror the input tree, and never let two
 inputs share an output."""
 
+import os
 import shutil
 
 from click.testing import CliRunner
@@ -25,6 +26,22 @@ def test_mask_refuses_to_write_over_its_input(tmp_path):
     assert (photos / "p.jpg").read_bytes() == before and sorted(p.name for p in photos.iterdir()) == ["p.jpg"]
     res = run("mask", photos, "-o", photos / "masked")  # inside the input folder: refused too
     assert res.exit_code == 1 and "inside the input folder" in res.output and not (photos / "masked").exists()
+
+
+def test_mask_reads_symlinked_folders_and_never_writes_into_them(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    shutil.copy(EXAMPLES / "happy" / "astronaut_48.png", store / "x.png")
+    (store / ".hidden.png").write_bytes(b"not an input")
+    src = tmp_path / "src"
+    src.mkdir()
+    os.symlink(store, src / "linked")
+    res = run("mask", src, "-o", store / "masked")  # inside the linked folder: an input folder too
+    assert res.exit_code == 1 and "an input folder" in res.output and not (store / "masked").exists()
+    res = run("mask", src, "-o", tmp_path / "out", "--strategy", "zero", "--fallback", "aligned")
+    assert res.exit_code == 0, res.output
+    assert [p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")] == ["linked/x.png"]
+    assert sorted(p.name for p in store.iterdir()) == [".hidden.png", "x.png"]
 
 
 def test_mask_mirrors_subfolders(tmp_path):

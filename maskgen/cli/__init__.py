@@ -15,6 +15,7 @@ from .. import __version__
 from ..detectors import DETECTORS
 from ..errors import BadParameter, MaskgenError
 from ..io import IMAGE_SUFFIXES
+from ..pipeline.sources import all_files
 from ..strategies import STRATEGIES
 from ..templates import MASK_TYPES
 
@@ -98,7 +99,7 @@ def expand_images(sources: tuple[Path, ...]) -> list[Path]:
     paths: list[Path] = []
     for src in sources:
         if src.is_dir():
-            paths += sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            paths += sorted(p for p in all_files(src) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         else:
             paths.append(src)
     return paths

@@ -8,16 +8,18 @@ from pathlib import Path
 
 from ..errors import BadParameter
 from ..io import IMAGE_SUFFIXES
+from ..pipeline.sources import all_files, linked_folders
 
 Input = tuple[Path, Path, Path | None]  # (file, its path relative to its input folder, that folder or None)
 
 
 def walk_inputs(sources: tuple[Path, ...], suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Input]:
-    """Files as given (relative path: the name), folders walked (sorted; path relative to the folder)."""
+    """Files as given (relative path: the name), folders walked as `convert` walks SRC (sorted, hidden files
+    left out, symlinked folders read through; path relative to the folder)."""
     out: list[Input] = []
     for src in sources:
         if src.is_dir():
-            found = sorted(p for p in src.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+            found = sorted(p for p in all_files(src) if p.suffix.lower() in suffixes and p.is_file())
             out += [(p, p.relative_to(src), src.resolve()) for p in found]
         else:
             out.append((src, Path(src.name), None))
@@ -44,6 +46,9 @@ def plan_outputs(
     for root in {root for _, _, root in inputs if root is not None}:
         if out_res == root or root in out_res.parents:
             raise BadParameter(f"-o {outdir} is inside the input folder {root}; choose a folder beside it")
+        for link, target in linked_folders(root):
+            if out_res == Path(target) or Path(target) in out_res.parents:
+                raise BadParameter(f"-o {outdir} is inside {target}, an input folder ({link}); choose another")
     planned: list[list[Path]] = [[] for _ in inputs]
     owner: dict[Path, Path] = {}
     # inputs whose output keeps their own name claim it first (x.png before x.gif, written as PNG)
