@@ -49,19 +49,17 @@ def apply_batch(strategy: str, images: np.ndarray, jobs: list[tuple[Faces, dict[
     strat = get_strategy(strategy)
     shape = images.shape[1:]
     gray = images.ndim == 3
-    canvas = np.zeros((*images.shape[:3], 2 if gray else 4), np.float32)
-    # gray: each pixel's (luminance, alpha) pair copied as one 8-byte value (a strided float32 copy of
-    # the same numbers costs four times as much)
-    pairs = canvas.view(np.float64)[..., 0] if gray else canvas
+    # gray: (luminance, alpha) planes, so the blend's every pass is contiguous; RGB: (B,H,W,4) pixels
+    canvas = np.zeros((2, *images.shape[:3]) if gray else (*images.shape[:3], 4), np.float32)
     # grouped by mask type: consecutive warps then read the same template level, still in the CPU's cache
     for j in sorted(range(len(jobs)), key=lambda j: str(jobs[j][1].get("type"))):
         faces, p = jobs[j]
         for patch, (ox, oy) in strat.patches(shape, faces, image=images[j], **p):
-            src = patch.view(np.float64)[..., 0] if gray and patch.strides[-1] == 4 else patch
-            if gray and src is patch:
-                canvas[j, oy : oy + patch.shape[0], ox : ox + patch.shape[1]] = patch
+            h, w = patch.shape[:2]
+            if gray:
+                canvas[:, j, oy : oy + h, ox : ox + w] = patch.transpose(2, 0, 1)
             else:
-                pairs[j, oy : oy + patch.shape[0], ox : ox + patch.shape[1]] = src
+                canvas[j, oy : oy + h, ox : ox + w] = patch
     return F.blend_premultiplied_batch(images, canvas)
 
 

@@ -200,18 +200,21 @@ def composite_batch(images: np.ndarray, alphas: np.ndarray, fills: np.ndarray) -
 
 
 def blend_premultiplied_batch(images: np.ndarray, canvas: np.ndarray) -> np.ndarray:
-    """`blend_premultiplied` of B uint8 images at once, in place, from a (B,H,W,2|4) canvas of pasted
-    patches (zero elsewhere). Returns the (B,H,W) occlusion as bool. Same bytes as the one-image blend."""
-    a = canvas[..., -1]
-    occ = a >= ALPHA_EPS
+    """`blend_premultiplied` of B uint8 images at once, in place, from a canvas of pasted patches (zero
+    elsewhere): (2,B,H,W) luminance and alpha planes for gray images, (B,H,W,4) for RGB(A). Returns the
+    (B,H,W) occlusion as bool. Same bytes as the one-image blend."""
     if images.ndim == 3:
-        src, rgb, keep = images, canvas[..., 0], 1.0 - a
+        rgb, a = canvas
+        src, keep = images, 1.0 - a
     else:
+        a = canvas[..., -1]
         src, rgb, keep = images[..., :3], canvas[..., :3], (1.0 - a)[..., None]
-    blended = src * keep + rgb
+    occ = a >= ALPHA_EPS
+    blended = src * keep
+    blended += rgb
     np.rint(blended, out=blended)
     np.clip(blended, 0, 255, out=blended)
-    src[occ] = blended[occ]
+    np.copyto(src, blended.astype(np.uint8), where=occ if images.ndim == 3 else occ[..., None])
     return occ
 
 
@@ -285,17 +288,16 @@ def warp_into_box(
     return (patch[..., None] if patch.ndim == 2 else patch), (x0, y0)
 
 
-def piecewise_affine_warp(
-    src: np.ndarray, src_pts: np.ndarray, dst_pts: np.ndarray, triangles: np.ndarray, out_shape: tuple[int, int]
-) -> tuple[np.ndarray, tuple[int, int]]:
-    """Warp `src` (H,W,C float) so each source triangle lands on its destination triangle.
-
-    Only the destination's bounding box (clipped to the frame) is computed; returns the warped
-    patch and its (x0, y0) offset in the output. One remap over an inverse map built per pixel.
+def piecewise_maps(
+    src_pts: np.ndarray, dst_pts: np.ndarray, triangles: np.ndarray, out_shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int]] | None:
+    """The inverse maps of a piecewise-affine warp taking each source triangle onto its destination
+    triangle: (map_x, map_y, (x0, y0)) over the destination's bounding box (clipped to the frame), or None
+    when that box is empty. Built per pixel; `remap_into_box` applies them (to any layer, any number of times).
     """
     x0, y0, x1, y1 = _dst_box(dst_pts, out_shape)
     if x1 <= x0 or y1 <= y0:
-        return np.zeros((0, 0, src.shape[2]), np.float32), (0, 0)
+        return None
     ph, pw = y1 - y0, x1 - x0
     local = dst_pts - np.array([x0, y0])
     d = local[triangles]  # (K, 3, 2)
@@ -313,7 +315,28 @@ def piecewise_affine_warp(
     m = inv[index]
     map_x = m[..., 0, 0] * xs + m[..., 0, 1] * ys + m[..., 0, 2]
     map_y = m[..., 1, 0] * xs + m[..., 1, 1] * ys + m[..., 1, 2]
+    for arr in (map_x, map_y):
+        arr.setflags(write=False)
+    return map_x, map_y, (x0, y0)
+
+
+def remap_into_box(
+    src: np.ndarray, maps: tuple[np.ndarray, np.ndarray, tuple[int, int]] | None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """`src` (H,W,C float) through `piecewise_maps`' maps: (patch (h,w,C), (x0, y0)); empty for None."""
+    if maps is None:
+        return np.zeros((0, 0, src.shape[2]), np.float32), (0, 0)
+    map_x, map_y, offset = maps
     patch = cv2.remap(src, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    if patch.ndim == 2:
-        patch = patch[..., None]
-    return patch, (x0, y0)
+    return (patch[..., None] if patch.ndim == 2 else patch), offset
+
+
+def piecewise_affine_warp(
+    src: np.ndarray, src_pts: np.ndarray, dst_pts: np.ndarray, triangles: np.ndarray, out_shape: tuple[int, int]
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Warp `src` (H,W,C float) so each source triangle lands on its destination triangle.
+
+    Only the destination's bounding box (clipped to the frame) is computed; returns the warped
+    patch and its (x0, y0) offset in the output. One remap over an inverse map built per pixel.
+    """
+    return remap_into_box(src, piecewise_maps(src_pts, dst_pts, triangles, out_shape))

@@ -164,7 +164,8 @@ def below_eyes(patch: np.ndarray, offset: tuple[int, int], lm: np.ndarray, margi
 
 
 _PLACEMENTS: dict[tuple, tuple] = {}
-_PLACEMENTS_MAX = 1 << 16  # about 15 MB; cleared when full
+_PLACEMENTS_MAX = 1 << 16  # about 15 MB, and the piecewise maps below; cleared when full
+_MAPS_BYTES = [0, 64 << 20]  # the piecewise maps memoised, and at most
 
 
 # `fit`: per-face variety in how a mask sits, as fractions of the inter-ocular distance (IOD) per unit of
@@ -199,8 +200,8 @@ def _placement(
     h: int,
     w: int,
     fit: tuple[float, float, float, float] | None = None,
-) -> tuple[int, tuple[np.ndarray, tuple[int, int, int, int]] | None, np.ndarray | None]:
-    """Where a face's mask goes: (mip level, (affine, box) or None for a piecewise warp, anchors if piecewise).
+) -> tuple[int, tuple[np.ndarray, tuple[int, int, int, int]] | None, tuple | None]:
+    """Where a face's mask goes: (mip level, (affine, box) or None, if no affine fits the piecewise warp's maps).
 
     Every template shares one anchor set, so this depends on the face, not on the mask type, and is
     memoised per face: training masks the same faces every epoch with new types and colours.
@@ -223,10 +224,14 @@ def _placement(
     placed = F.affine_placement(anchors, dst, (h, w), pinv=pinv)
     if placed is not None:
         placed[0].setflags(write=False)
-    result = (k, placed, None if placed is not None else dst)
-    if len(_PLACEMENTS) >= _PLACEMENTS_MAX:
+    maps = None
+    if placed is None:  # the few faces no affine fits: per-pixel maps, built once (they cost 30x a warp)
+        maps = F.piecewise_maps(anchors, dst, tpl.triangles, (h, w))
+    if len(_PLACEMENTS) >= _PLACEMENTS_MAX or _MAPS_BYTES[0] >= _MAPS_BYTES[1]:
         _PLACEMENTS.clear()
-    _PLACEMENTS[key] = result
+        _MAPS_BYTES[0] = 0
+    _PLACEMENTS[key] = result = (k, placed, maps)
+    _MAPS_BYTES[0] += 0 if maps is None else maps[0].nbytes * 2
     return result
 
 
@@ -350,12 +355,12 @@ class Overlay:
         gray = len(shape) == 2 or shape[2] in (1, 2)
         for lm in faces.landmarks:
             fit = p.get("fit_shape")
-            k, placed, dst = _placement(tpl, lm, p["scale"], tuple(p["offset"]), h, w, tuple(fit) if fit else None)
+            k, placed, maps = _placement(tpl, lm, p["scale"], tuple(p["offset"]), h, w, tuple(fit) if fit else None)
             layer = (gray_level if gray else styled_level)(tpl.name, k, *key)
             if placed is not None:
                 patch, offset = F.warp_into_box(layer, *placed)
             else:
-                patch, offset = F.piecewise_affine_warp(layer, tpl.level_fit(k)[0], dst, tpl.triangles, (h, w))
+                patch, offset = F.remap_into_box(layer, maps)
             if not patch.size:
                 continue
             patch = patch[..., :2] if gray else patch  # gray: (luminance, alpha)
