@@ -75,7 +75,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=4000)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every loader (best of all)")
+    ap.add_argument(
+        "--main-threads",
+        type=int,
+        default=1,
+        help="torch threads of the main process (0: torch's default). It only receives batches here; with "
+        "more than one, its idle OpenMP threads spin between batches and take a core from the workers",
+    )
     args = ap.parse_args()
+    if args.main_threads:
+        torch.set_num_threads(args.main_threads)
     tmp = None
     if SHARED.is_dir():
         paths = sorted(SHARED.glob("*/*"))[:: max(1, len(list(SHARED.glob("*/*"))) // args.n)][: args.n]
