@@ -170,8 +170,9 @@ class MaskFaces:
         out = back(arr)
         return (out, occlusion) if self.return_occlusion else out
 
-    def batch(self, images: np.ndarray) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Mask a (B,H,W) or (B,H,W,3|4) uint8 batch; returns a new array (and (B,H,W) occlusions if asked).
+    def batch(self, images: np.ndarray, inplace: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Mask a (B,H,W) or (B,H,W,3|4) uint8 batch; returns a new array, or with `inplace` the batch itself
+        masked (and (B,H,W) occlusions if asked).
 
         The same bytes as calling the transform on each image in turn (same seeds, same draws), but the
         per-pixel work runs once for the whole batch: several times cheaper for small crops. Images with
@@ -182,10 +183,12 @@ class MaskFaces:
         x = np.asarray(images)
         if x.dtype != np.uint8 or x.ndim not in (3, 4) or x.ndim == 4 and x.shape[3] not in (3, 4):
             raise BadParameter(f"batch() takes a (B,H,W) or (B,H,W,3|4) uint8 array, got {x.dtype} {x.shape}")
-        out = x.copy()
+        if inplace and not x.flags.writeable:
+            raise BadParameter("batch(inplace=True) needs a writable array")
         occ = np.zeros(x.shape[:3], bool)
         strat = get_strategy(self.strategy)
-        drawn = self._draw_many(x, self._next_seeds(len(x)))
+        drawn = self._draw_many(x, self._next_seeds(len(x)))  # every draw and cache key before any pixel changes
+        out = x if inplace else x.copy()
         todo = [i for i, d in enumerate(drawn) if d is not None]
         together = [i for i in todo if batchable(self.strategy, x[i], *drawn[i])]  # one shape: one batch
         if together:
@@ -274,13 +277,20 @@ class MaskCollate:
         x = images.permute(0, 2, 3, 1) if chw else images
         if x.ndim == 4 and x.shape[3] == 1:
             x = x[..., 0]
-        masked = self.transform.batch(np.ascontiguousarray(x.numpy()))
+        # masked where default_collate put it (in a worker: shared memory, so the batch is not copied again
+        # to reach the main process); a (B,C,H,W) batch is masked as a (B,H,W,C) copy
+        arr = x.numpy()
+        inplace = self.collate is None and arr.flags.c_contiguous and arr.flags.writeable  # a batch of its own
+        masked = self.transform.batch(arr if inplace else np.ascontiguousarray(arr), inplace=inplace)
         occlusion = None
         if self.transform.return_occlusion:
             masked, occlusion = masked
-        masked = torch.from_numpy(masked).reshape(x.shape)
-        if chw:
-            masked = masked.reshape(images.permute(0, 2, 3, 1).shape).permute(0, 3, 1, 2).contiguous()
+        if inplace:
+            masked = images  # its own storage (shared memory in a worker), masked through `arr`
+        else:
+            masked = torch.from_numpy(masked).reshape(x.shape)
+            if chw:
+                masked = masked.reshape(images.permute(0, 2, 3, 1).shape).permute(0, 3, 1, 2).contiguous()
         if occlusion is not None:
             masked = (masked, torch.from_numpy(occlusion))
         if single:

@@ -247,6 +247,26 @@ def test_mask_collate_in_a_dataloader():
     assert (out["image"].numpy() != x[:4]).any(axis=(1, 2)).all()
 
 
+def test_mask_collate_masks_its_own_batch_never_the_items():
+    """The default collate's fresh batch is masked in place (the bytes of `batch`), a custom collate's
+    output is copied first: the dataset's own arrays are never written."""
+    from maskgen.transforms import MaskCollate
+
+    x, cache = small_batch()
+    before = x.copy()
+    items = [(torch.from_numpy(x[i]), i) for i in range(8)]  # views of the dataset's memory
+    images, _ = MaskCollate(MaskFaces(types="random", faces=cache, seed=0))(items)
+    assert np.array_equal(images.numpy(), MaskFaces(types="random", faces=cache, seed=0).batch(x[:8]))
+    views = MaskCollate(MaskFaces(types="random", faces=cache, seed=0), collate=lambda b: (torch.from_numpy(x[:8]), 0))
+    out, _ = views(items)
+    assert np.array_equal(x, before) and np.array_equal(out.numpy(), images.numpy())
+    arr = x[:8].copy()
+    assert MaskFaces(types="random", faces=cache, seed=0).batch(arr, inplace=True) is arr
+    assert np.array_equal(arr, images.numpy())
+    with pytest.raises(BadParameter, match="writable"):
+        MaskFaces(seed=0, faces=cache).batch(np.broadcast_to(x[:1], (2, 48, 48)), inplace=True)
+
+
 def test_hf_map_without_batched_works_per_example(crop, astronaut):
     datasets = pytest.importorskip("datasets")
     ds = datasets.Dataset.from_dict({"image": [Image.fromarray(crop), Image.fromarray(astronaut)], "label": [0, 1]})
