@@ -298,6 +298,18 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     assert not list((tmp_path / "killed").rglob("*.part"))  # no half-written files
 
 
+def test_a_script_without_a_main_guard_is_told_why_its_workers_died(tmp_path):
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import maskgen\n"
+        "from maskgen.pipeline import ConvertConfig, convert\n"
+        f"try:\n    convert({str(EXAMPLES)!r}, {str(tmp_path / 'out')!r}, ConvertConfig(strategy='zero'), jobs=2)\n"
+        "except maskgen.MaskgenError as e:\n    print('ERROR', e)\n"
+    )
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert "ERROR a worker process died" in res.stdout and '__name__ == "__main__"' in res.stdout, res.stdout
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find worker processes")
 def test_a_dead_worker_is_a_one_line_error_and_the_run_resumes(tmp_path):
     src = SHARED / "fer2013-dev"

@@ -502,8 +502,9 @@ def _run_pool(pool, todo, cfg, dst, excluded, handle, jobs: int) -> None:
             handle(f.result())
     except BrokenProcessPool:
         raise MaskgenError(
-            "a worker process died (killed by the system: out of memory?); the finished work is journalled, "
-            "run the same command again to resume"
+            "a worker process died (killed by the system: out of memory?, or it could not start: a script that "
+            'calls convert with jobs > 1 needs it under `if __name__ == "__main__":`, as workers import the '
+            "script); the finished work is journalled, run the same command again to resume"
         ) from None
 
 
