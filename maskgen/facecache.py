@@ -129,7 +129,9 @@ class FaceCache:
 def _iter_images(source: Any) -> Iterator[tuple[str, np.ndarray]]:
     """(name, image) from a folder, a list of paths or arrays, or a Hugging Face dataset with an image column."""
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
-        source = sorted(p for p in Path(source).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        from .pipeline.sources import all_files  # walked as convert walks SRC (symlinked folders read through)
+
+        source = sorted(p for p in all_files(Path(source)) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if hasattr(source, "column_names") and "image" in getattr(source, "column_names", []):
         for i, row in enumerate(source):
             yield f"#{i}", np.asarray(row["image"])

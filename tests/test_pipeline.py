@@ -176,6 +176,7 @@ def test_symlinked_folders_are_followed_once(tmp_path):
     assert {k: s["reason"] for k, s in skips.items()} == {"happy/up": "linked_folder", "sad_again": "linked_folder"}
     assert "inside SRC" in skips["sad_again"]["message"] and "read already" in skips["happy/up"]["message"]
     assert summary.inputs == 5 and summary.outputs == 3
+    assert len(mg.precompute_faces(src)) == 3  # the face cache walks SRC the same way
     assert sorted(p.name for p in (store / "happy_imgs").iterdir()) == ["astronaut.jpg", "astronaut_48.png", "up"]
 
 

@@ -113,7 +113,7 @@ def _walk(root: Path) -> Iterator[tuple[str, list[str], dict[str, str], list[str
                     refused[d] = f"linked_folder: links to {real}, inside SRC, read there; not followed"
                     continue
                 if any(_inside(w, real) for w in walked):
-                    refused[d] = f"linked_folder: links to {real}, which holds a folder read already; not followed"
+                    refused[d] = f"linked_folder: links to {real}, which is or holds a folder read already"
                     continue
                 followed.append(d)
             keep.append(d)
@@ -246,7 +246,7 @@ def detect_format(src: Path) -> str:
                 return fmt
         raise BadParameter(f"{src}: no Parquet, WebDataset or Arrow shards there (a remote SRC holds shards)")
     if src.is_dir():
-        images = any(p.suffix.lower() in IMAGE_SUFFIXES for p in src.rglob("*") if p.is_file())
+        images = any(p.suffix.lower() in IMAGE_SUFFIXES for p in all_files(src) if p.is_file())
         if not images:
             for suffix, fmt in SHARD_SUFFIXES:
                 if any(src.rglob(f"*{suffix}")):
