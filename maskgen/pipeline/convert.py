@@ -130,6 +130,14 @@ def single_threaded_opencv() -> Iterator[None]:
         cv2.setNumThreads(before)
 
 
+def _importing_main_in_a_worker() -> bool:
+    """True in a spawned worker while it imports the main script (as multiprocessing itself checks): a script
+    without a main guard would otherwise start a second conversion of the same DST there."""
+    import multiprocessing as mp
+
+    return bool(getattr(mp.current_process(), "_inheriting", False))
+
+
 def _local_executor(jobs: int) -> ProcessPoolExecutor:
     import multiprocessing as mp
 
@@ -313,6 +321,11 @@ def convert(
     """
     if jobs <= 0:
         jobs = os.cpu_count() or 1
+    if jobs > 1 and executor == "local" and _importing_main_in_a_worker():
+        raise MaskgenError(
+            "convert(..., jobs > 1) ran while a worker process imported the script that calls it: put the call "
+            'under `if __name__ == "__main__":`'
+        )
     src = rm.as_path(src)
     check_config(cfg)
     store = None
