@@ -336,3 +336,25 @@ def test_random_colours_follow_the_measured_palette_and_its_shares():
         if max(mg.strategies.functional.parse_colour(c)) - min(mg.strategies.functional.parse_colour(c)) < 20
     )
     assert neutral / len(drawn) > 0.8  # real masks are mostly white, grey and black
+
+
+def test_piecewise_maps_are_kept_within_their_budget(monkeypatch):
+    """The per-pixel maps of faces no affine fits (the aligned prior's among them) are memoised with their
+    placement, the same bytes as building them again, and the memo is cleared once they exceed their budget."""
+    from maskgen.strategies import overlay as O
+
+    img = np.full((48, 48), 128, np.uint8)
+    faces = mg.detect(img, detector="aligned")
+    O._PLACEMENTS.clear()
+    first = mg.mask(img, faces=faces, seed=0, type="surgical").image
+    ((k, placed, maps),) = O._PLACEMENTS.values()
+    assert placed is None and maps is not None  # piecewise, and its maps kept
+    assert np.array_equal(mg.mask(img, faces=faces, seed=0, type="surgical").image, first)
+    monkeypatch.setattr(O, "_MAPS_MAX", 1)  # every new placement now finds the budget spent
+    for size in (40, 44, 52):
+        mg.mask(
+            np.full((size, size), 128, np.uint8),
+            faces=mg.detect(np.zeros((size, size), np.uint8), detector="aligned"),
+            seed=0,
+        )
+    assert len(O._PLACEMENTS) == 1

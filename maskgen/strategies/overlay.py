@@ -165,7 +165,8 @@ def below_eyes(patch: np.ndarray, offset: tuple[int, int], lm: np.ndarray, margi
 
 _PLACEMENTS: dict[tuple, tuple] = {}
 _PLACEMENTS_MAX = 1 << 16  # about 15 MB, and the piecewise maps below; cleared when full
-_MAPS_BYTES = [0, 64 << 20]  # the piecewise maps memoised, and at most
+_MAPS_MAX = 64 << 20  # bytes of piecewise maps kept in _PLACEMENTS before it is cleared
+_maps_bytes = 0
 
 
 # `fit`: per-face variety in how a mask sits, as fractions of the inter-ocular distance (IOD) per unit of
@@ -206,6 +207,7 @@ def _placement(
     Every template shares one anchor set, so this depends on the face, not on the mask type, and is
     memoised per face: training masks the same faces every epoch with new types and colours.
     """
+    global _maps_bytes
     face = hashlib.blake2b(np.ascontiguousarray(lm).tobytes(), digest_size=16).digest()
     key = (tpl.anchor_key, face, scale, shift, h, w, fit)
     hit = _PLACEMENTS.get(key)
@@ -227,11 +229,11 @@ def _placement(
     maps = None
     if placed is None:  # the few faces no affine fits: per-pixel maps, built once (they cost 30x a warp)
         maps = F.piecewise_maps(anchors, dst, tpl.triangles, (h, w))
-    if len(_PLACEMENTS) >= _PLACEMENTS_MAX or _MAPS_BYTES[0] >= _MAPS_BYTES[1]:
+    if len(_PLACEMENTS) >= _PLACEMENTS_MAX or _maps_bytes >= _MAPS_MAX:
         _PLACEMENTS.clear()
-        _MAPS_BYTES[0] = 0
+        _maps_bytes = 0
     _PLACEMENTS[key] = result = (k, placed, maps)
-    _MAPS_BYTES[0] += 0 if maps is None else maps[0].nbytes * 2
+    _maps_bytes += 0 if maps is None else maps[0].nbytes * 2
     return result
 
 
