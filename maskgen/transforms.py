@@ -24,7 +24,7 @@ from .errors import BadParameter, MaskgenError
 from .facecache import FaceCache, content_keys
 from .seeds import CounterRng, item_seed, unit_draws, unit_draws_array
 from .strategies import STRATEGIES, check_image, get_strategy
-from .strategies.batch import apply_batch, batchable
+from .strategies.batch import apply_batch, apply_grouped, batchable
 from .templates import MASK_TYPES
 from .types import Faces
 
@@ -36,22 +36,6 @@ def _torch_worker_seed() -> int | None:
         return None
     info = torch.utils.data.get_worker_info()
     return None if info is None else int(info.seed)
-
-
-def _batch_of_one(
-    strategy: str, image: np.ndarray, drawn: tuple[Faces, dict[str, Any]]
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """(masked copy, occlusion 0/255) through `apply_batch` when the image is `batchable` (a small uint8
-    crop with one face): the same bytes as the strategy's `apply`, at about half the cost for an overlay.
-    None otherwise, and where the batch path fails (the one-image path then reports the error)."""
-    if not batchable(strategy, image, *drawn):
-        return None
-    stack = image[None].copy()
-    try:
-        occ = apply_batch(strategy, stack, [drawn])
-    except MaskgenError:
-        return None
-    return stack[0], occ[0].astype(np.uint8) * 255
 
 
 def _to_array(image: Any) -> tuple[np.ndarray, Any]:
@@ -181,8 +165,8 @@ class MaskFaces:
         drawn = self._draw(arr, seed)
         if drawn is None:
             occlusion = np.zeros(arr.shape[:2], np.uint8)
-        elif (stack := _batch_of_one(self.strategy, arr, drawn)) is not None:  # a small crop: the lean path
-            arr, occlusion = stack
+        elif (done := apply_grouped(self.strategy, [(arr, *drawn)])[0]) is not None:  # a small crop: lean path
+            arr, occlusion = done[0], done[1].astype(np.uint8) * 255
         else:
             arr, occlusion = get_strategy(self.strategy).apply(arr, drawn[0], **drawn[1])
         out = back(arr)

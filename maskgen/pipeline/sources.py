@@ -97,10 +97,10 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(os.path.join(folder, ""))
 
 
-def _walk(root: Path) -> Iterator[tuple[str, list[str], dict[str, str], list[str]]]:
+def _walk(root: Path) -> Iterator[tuple[str, list[str], dict[str, str], list[tuple[str, str]]]]:
     """os.walk that follows symlinked folders, each folder once: (folder, its files, {refused link: problem},
-    its followed links). A link into SRC (its files are read where they are), to a folder already read or
-    to one holding a folder already read (a loop) is refused."""
+    its followed links as (name, real target)). A link into SRC (its files are read where they are), to a
+    folder already read or to one holding a folder already read (a loop) is refused."""
     top = os.path.realpath(root)
     walked: list[str] = []  # the real paths of the folders read
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
@@ -115,7 +115,7 @@ def _walk(root: Path) -> Iterator[tuple[str, list[str], dict[str, str], list[str
                 if any(_inside(w, real) for w in walked):
                     refused[d] = f"linked_folder: links to {real}, which is or holds a folder read already"
                     continue
-                followed.append(d)
+                followed.append((d, real))
             keep.append(d)
         dirnames[:] = keep
         yield dirpath, filenames, refused, followed
@@ -135,8 +135,8 @@ def _walk_files(root: Path) -> Iterator[tuple[str, tuple[str, ...], str, str]]:
 def linked_folders(root: Path) -> Iterator[tuple[Path, str]]:
     """(link, its real target) of every symlinked folder that reading `root` follows."""
     for dirpath, _, _, followed in _walk(root):
-        for d in followed:
-            yield Path(dirpath, d), os.path.realpath(os.path.join(dirpath, d))
+        for d, real in followed:
+            yield Path(dirpath, d), real
 
 
 def all_files(root: Path) -> Iterator[Path]:
