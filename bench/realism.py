@@ -5,19 +5,25 @@ seeds for every row:
 - two-sample test: eye-aligned 64x64 face crops (brows to chin) from real masked photos and from
   maskgen-masked photos of unmasked people; a small CNN learns to tell them apart on one half and is
   tested on the other; the mean over seeds. 50% means indistinguishable.
-- the same test on framing-matched pairs: the unmasked photos are tighter crops than the masked ones, so
-  more of their aligned crops reach past the photo's edge (replicated border pixels); each real crop is
-  paired with a synthetic one whose crop leaves the photo on the same sides by about as much. The floor
-  row runs the test on the eye band alone (the top 38% of the crops, no mask in it): how far the two
-  photo collections differ with no mask to see.
 - sim-to-real transfer: a mask/no-mask CNN trained only on maskgen's masks (positives) and the same faces
   unmasked (negatives), tested on held-out real masked vs real unmasked photos: balanced accuracy and
-  recall on real masks, beside a control trained on real masked photos with the same sample size.
+  recall on real masks (mean over seeds), beside a control trained on real masked photos with the same
+  sample size.
 - spread: how much the luminance varies within the masks (below the nose), real beside synthetic.
+
+The two photo collections are framed and sized differently: the unmasked photos are tight crops (more of
+their aligned crops reach past the photo's edge) and all sharp (58 px between the eyes, median), while
+the masked ones range from 11 to 90 px. Left as they are, a classifier can tell the collections apart by
+that alone, with no mask in view. So every crop is made the same way from both: each photo is paired once
+with a random photo of the other collection; the crop is blank (mid gray) wherever either photo's crop
+leaves its photo, and is made at the lower of the two photos' resolutions (then enlarged to 64x64). Both
+collections then draw framing and sharpness from one distribution. The floor row runs the two-sample
+test on the eye band alone (the top 38% of the crops, no mask in it): how far the collections still
+differ with no mask to see (faces, light, cameras). `--as-framed` turns the equalising off.
 It also writes a contact sheet: real masked crops in the first row, maskgen's below, one row per type.
 
 Usage: python bench/realism.py [--seeds 3] [--epochs 12] [--sheet build/realism.png] [--types all]
-       [--param shade=0 --param soften=0 --param grain=0]   (the flat, crisp, clean look, for comparison)
+       [--param shade=0 --param soften=0 --param grain=0]   (options of the overlay for every row)
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import warnings
 from pathlib import Path
 
 import cv2
@@ -33,9 +40,11 @@ import torch
 from torch import nn
 
 import maskgen as mg
+from maskgen.landmarks import inter_ocular
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "realism-dev"
 SIZE = 64
+GRAY = 128  # outside the photo
 
 
 EYE_BAND = 0.38  # the crops' top 38%: brows and eyes, above any mask
@@ -52,46 +61,66 @@ def _crop_map(lm: np.ndarray, size: int) -> np.ndarray:
     return m
 
 
-def aligned_crop(img: np.ndarray, lm: np.ndarray, size: int = SIZE) -> np.ndarray:
-    """A size x size RGB crop with the eyes level at 32% of the height and 40% of the width apart."""
+def aligned_crop(img: np.ndarray, lm: np.ndarray, size: int = SIZE, iod: float | None = None, fill: bool = True):
+    """A size x size RGB crop with the eyes level at 32% of the height and 40% of the width apart: mid gray
+    outside the photo (`fill`, else its edge pixels repeated); made at `iod` pixels between the eyes when
+    that is fewer than the crop's, then enlarged, as a photo of that resolution would give."""
     rgb = img if img.ndim == 3 else np.dstack([img] * 3)
-    return cv2.warpAffine(rgb, _crop_map(lm, size), (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    k = size if iod is None else int(round(min(size, max(8.0, iod / 0.4))))
+    border = (
+        {"borderMode": cv2.BORDER_CONSTANT, "borderValue": (GRAY,) * 3}
+        if fill
+        else {"borderMode": cv2.BORDER_REPLICATE}
+    )
+    out = cv2.warpAffine(rgb, _crop_map(lm, k), (k, k), flags=cv2.INTER_AREA, **border)
+    return out if k == size else cv2.resize(out, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
-def framing(img: np.ndarray, lm: np.ndarray, size: int = SIZE) -> np.ndarray:
-    """How much of the aligned crop lies outside the photo at its bottom, left, right and top quarters."""
+def outside(img: np.ndarray, lm: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """Where the aligned crop lies outside the photo (size x size, bool)."""
     inside = np.full(img.shape[:2], 255, np.uint8)
-    out = cv2.warpAffine(inside, _crop_map(lm, size), (size, size), flags=cv2.INTER_NEAREST) == 0
-    q = size // 4
-    return np.array([out[-q:].mean(), out[:, :q].mean(), out[:, -q:].mean(), out[:q].mean()])
+    return cv2.warpAffine(inside, _crop_map(lm, size), (size, size), flags=cv2.INTER_NEAREST) < 128
 
 
-def matched_pairs(real: np.ndarray, synth: np.ndarray, tol: float = 0.08) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (i, j): real crop i paired with synthetic crop j of about the same framing (greedy, most
-    cut-off first, each used once; pairs further apart than `tol` are left out)."""
-    used = np.zeros(len(synth), bool)
-    pairs = []
-    for i in np.argsort(-real.sum(1), kind="stable"):
-        d = np.abs(synth - real[i]).sum(1)
-        d[used] = np.inf
-        j = int(d.argmin())
-        if d[j] < tol:
-            used[j] = True
-            pairs.append((int(i), j))
-    a, b = zip(*pairs, strict=True) if pairs else ((), ())
-    return np.array(a, int), np.array(b, int)
+class Framing:
+    """How every crop of one collection is made: blank where its photo or its partner's (a random photo of
+    the other collection) ends, at the lower of the two resolutions. None: as framed, native resolution."""
+
+    def __init__(self, own: tuple[np.ndarray, np.ndarray] | None, other: tuple[np.ndarray, np.ndarray], seed: int):
+        self.blank, self.iod = None, None
+        if own is not None:
+            partner = np.random.default_rng(seed).integers(len(other[0]), size=len(own[0]))
+            self.blank = own[0] | other[0][partner]
+            self.iod = np.minimum(own[1], other[1][partner])
+
+    def crops(self, images: list[np.ndarray], faces: list[mg.Faces]) -> np.ndarray:
+        out = np.stack(
+            [
+                aligned_crop(
+                    img, f.landmarks[0], iod=None if self.iod is None else self.iod[i], fill=self.blank is not None
+                )
+                for i, (img, f) in enumerate(zip(images, faces, strict=True))
+            ]
+        )
+        if self.blank is not None:
+            out[self.blank] = GRAY
+        return out
 
 
-def spread(crops: np.ndarray) -> float:
+def spread(crops: np.ndarray, blank: np.ndarray | None = None) -> float:
     """How much the luminance varies within the mask: its standard deviation below the nose (rows 40-60,
-    columns 16-48 of the 64x64 crops), the median over crops. Flat, drawn masks score low."""
+    columns 16-48 of the 64x64 crops, blank pixels left out), the median over crops. Flat masks score low."""
     lum = crops[:, 40:60, 16:48].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    return float(np.median(lum.reshape(len(crops), -1).std(1)))
+    if blank is not None:
+        lum[blank[:, 40:60, 16:48]] = np.nan
+    with warnings.catch_warnings():  # a crop blank there altogether has no spread
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(np.nanmedian(np.nanstd(lum.reshape(len(crops), -1), 1)))
 
 
 def eye_band(crops: np.ndarray) -> np.ndarray:
     out = crops.copy()
-    out[:, int(EYE_BAND * out.shape[1]) :] = 128
+    out[:, int(EYE_BAND * out.shape[1]) :] = GRAY
     return out
 
 
@@ -126,15 +155,18 @@ def to_tensor(crops: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(127.5).sub(1)
 
 
-def fit_predict(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, seed: int, epochs: int) -> np.ndarray:
-    """Train the small CNN on (xtr, ytr) with flips; predicted classes of xte."""
+def fit_scores(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, seed: int, epochs: int) -> np.ndarray:
+    """Train the small CNN on (xtr, ytr) with flips (AdamW, one-cycle schedule: the same result within a
+    point or two from any seed); each xte crop's probability of class 1 (mean with its mirror image)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net, xt, yt = Net(), to_tensor(xtr), torch.from_numpy(ytr).long()
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    steps = max(1, len(xt) // 32)
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=0.05)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=epochs * steps)
     for _ in range(epochs):
         net.train()
-        for idx in np.array_split(rng.permutation(len(xt)), max(1, len(xt) // 32)):
+        for idx in np.array_split(rng.permutation(len(xt)), steps):
             xb = xt[idx]
             flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
             xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
@@ -142,14 +174,16 @@ def fit_predict(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, seed: int, ep
             opt.zero_grad()
             loss.backward()
             opt.step()
+            schedule.step()
     net.eval()
     with torch.no_grad():
-        logits = net(to_tensor(xte)) + net(to_tensor(xte[..., ::-1, :].copy()))
-    return logits.argmax(1).numpy()
+        p = net(to_tensor(xte)).softmax(1) + net(to_tensor(xte[..., ::-1, :].copy())).softmax(1)
+    return (p[:, 1] / 2).numpy()
 
 
-def two_sample(real: np.ndarray, synth: np.ndarray, seeds: int, epochs: int) -> float:
-    """Mean held-out accuracy of telling real from synthetic masked crops (n of each, halves)."""
+def two_sample(real: np.ndarray, synth: np.ndarray, seeds: int, epochs: int) -> tuple[float, float]:
+    """Held-out accuracy of telling real (row i) from synthetic (row i) crops: trained on half the rows,
+    tested on the other half; (mean, standard deviation) over seeds."""
     n = min(len(real), len(synth))
     accs = []
     for s in range(seeds):
@@ -158,37 +192,69 @@ def two_sample(real: np.ndarray, synth: np.ndarray, seeds: int, epochs: int) -> 
         h = n // 2
         xtr, ytr = np.concatenate([r[:h], f[:h]]), np.r_[np.zeros(h), np.ones(h)]
         xte, yte = np.concatenate([r[h:], f[h:]]), np.r_[np.zeros(n - h), np.ones(n - h)]
-        accs.append(float((fit_predict(xtr, ytr, xte, s, epochs) == yte).mean()))
-    return float(np.mean(accs))
+        accs.append(float(((fit_scores(xtr, ytr, xte, s, epochs) > 0.5) == yte).mean()))
+    return float(np.mean(accs)), float(np.std(accs))
 
 
-def transfer(pos: np.ndarray, neg: np.ndarray, test_pos: np.ndarray, test_neg: np.ndarray, epochs: int):
-    """(balanced accuracy, recall on real masks) of a mask/no-mask CNN trained on pos/neg."""
+def propensity(real: np.ndarray, plain: np.ndarray, epochs: int) -> tuple[np.ndarray, np.ndarray]:
+    """How "real masked" each crop's eye band looks (probability), each scored by a CNN that did not see
+    it (two folds): the photo collections' own difference, with no mask in view."""
+    sr, su = np.zeros(len(real)), np.zeros(len(plain))
+    rng = np.random.default_rng(11)
+    fr, fu = rng.permutation(len(real)) % 2, rng.permutation(len(plain)) % 2
+    for k in (0, 1):
+        xtr = np.concatenate([eye_band(plain[fu != k]), eye_band(real[fr != k])])
+        ytr = np.r_[np.zeros((fu != k).sum()), np.ones((fr != k).sum())]
+        out = fit_scores(xtr, ytr, np.concatenate([eye_band(real[fr == k]), eye_band(plain[fu == k])]), 20 + k, epochs)
+        sr[fr == k], su[fu == k] = out[: (fr == k).sum()], out[(fr == k).sum() :]
+    return sr, su
+
+
+def match(sr: np.ndarray, su: np.ndarray, caliper: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i, j) of a real and an unmasked photo whose eye bands look alike (propensities within
+    `caliper`), greedy from the least common propensities, each photo used once."""
+    used, pairs = np.zeros(len(su), bool), []
+    for i in np.argsort(-sr, kind="stable"):
+        d = np.abs(su - sr[i])
+        d[used] = np.inf
+        j = int(d.argmin())
+        if d[j] <= caliper:
+            used[j] = True
+            pairs.append((int(i), j))
+    pairs = np.array(pairs, int).reshape(-1, 2)
+    return pairs[:, 0], pairs[:, 1]
+
+
+def transfer(pos: np.ndarray, neg: np.ndarray, test_pos: np.ndarray, test_neg: np.ndarray, seeds: int, epochs: int):
+    """(balanced accuracy, recall on real masks) of a mask/no-mask CNN trained on pos/neg, mean over seeds."""
     xtr, ytr = np.concatenate([neg, pos]), np.r_[np.zeros(len(neg)), np.ones(len(pos))]
-    pred = fit_predict(xtr, ytr, np.concatenate([test_neg, test_pos]), 7, epochs)
-    spec = float((pred[: len(test_neg)] == 0).mean())
-    recall = float((pred[len(test_neg) :] == 1).mean())
-    return (spec + recall) / 2, recall
+    scores = []
+    for s in range(seeds):
+        pred = fit_scores(xtr, ytr, np.concatenate([test_neg, test_pos]), 7 + s, epochs) > 0.5
+        spec, recall = float((pred[: len(test_neg)] == 0).mean()), float((pred[len(test_neg) :] == 1).mean())
+        scores.append(((spec + recall) / 2, recall))
+    bal, recall = np.mean(scores, 0)
+    return float(bal), float(recall)
 
 
-def masked_crops(images, faces, mask_type: str, params: dict, seed: int = 0) -> np.ndarray:
+def masked_photos(images, faces, mask_type: str, params: dict, seed: int = 0) -> list[np.ndarray]:
     kw = {"type": "random", "color": "random"} if mask_type == "random" else {"type": mask_type}
     kw |= params
-    out = []
-    for i, (img, f) in enumerate(zip(images, faces, strict=True)):
-        res = mg.mask(img, "overlay", faces=f, seed=seed * 100_000 + i, **kw)
-        out.append(aligned_crop(res.image, f.landmarks[0]))
-    return np.stack(out)
+    return [
+        mg.mask(img, "overlay", faces=f, seed=seed * 100_000 + i, **kw).image
+        for i, (img, f) in enumerate(zip(images, faces, strict=True))
+    ]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--types", default="all", help="comma-separated mask types, or all")
     ap.add_argument("--sheet", type=Path, default=Path("build/realism.png"))
     ap.add_argument("--param", action="append", default=[], help="overlay parameter for every row, e.g. shade=0")
     ap.add_argument("--mask-seed", type=int, default=0, help="seed of the synthetic masks' draws")
+    ap.add_argument("--as-framed", action="store_true", help="crops as each photo frames them, at its resolution")
     args = ap.parse_args()
     params = {k: json.loads(v) for k, _, v in (p.partition("=") for p in args.param)}
     if not DATA.is_dir():
@@ -197,41 +263,57 @@ def main() -> None:
     t0 = time.perf_counter()
     m_img, m_faces = load("masked")
     u_img, u_faces = load("unmasked")
-    real = np.stack([aligned_crop(i, f.landmarks[0]) for i, f in zip(m_img, m_faces, strict=True)])
-    plain = np.stack([aligned_crop(i, f.landmarks[0]) for i, f in zip(u_img, u_faces, strict=True)])
-    pr, pu = matched_pairs(
-        np.stack([framing(i, f.landmarks[0]) for i, f in zip(m_img, m_faces, strict=True)]),
-        np.stack([framing(i, f.landmarks[0]) for i, f in zip(u_img, u_faces, strict=True)]),
+    m_frame = (
+        np.stack([outside(i, f.landmarks[0]) for i, f in zip(m_img, m_faces, strict=True)]),
+        np.array([inter_ocular(f.landmarks[0]) for f in m_faces]),
     )
-    # transfer: train on halves a, test on halves b; every training set has the same size
+    u_frame = (
+        np.stack([outside(i, f.landmarks[0]) for i, f in zip(u_img, u_faces, strict=True)]),
+        np.array([inter_ocular(f.landmarks[0]) for f in u_faces]),
+    )
+    m_how = Framing(None if args.as_framed else m_frame, u_frame, 1)
+    u_how = Framing(None if args.as_framed else u_frame, m_frame, 2)  # the same for a photo masked or not
+    real, plain = m_how.crops(m_img, m_faces), u_how.crops(u_img, u_faces)
+    mi, mj = match(*propensity(real, plain, args.epochs))
+    # transfer: tested on half of the pairs alike in the eye band; trained on photos outside them, n per class
     rng = np.random.default_rng(0)
-    m_perm, u_perm = rng.permutation(len(real)), rng.permutation(len(plain))
-    n = min(len(real), len(plain)) // 2
-    m_a, m_b, u_a, u_b = m_perm[:n], m_perm[n : 2 * n], u_perm[:n], u_perm[n : 2 * n]
+    test = rng.permutation(len(mi))[: len(mi) // 2]
+    t_r, t_u = mi[test], mj[test]
+    free_r, free_u = np.setdiff1d(np.arange(len(real)), t_r), np.setdiff1d(np.arange(len(plain)), t_u)
+    n = min(len(free_r), len(free_u))
+    tr_r, tr_u = rng.permutation(free_r)[:n], rng.permutation(free_u)[:n]
+    blank = "as framed" if args.as_framed else f"{np.mean(m_how.blank):.0%} and {np.mean(u_how.blank):.0%} blank"
     print(
-        f"realism-dev: {len(real)} of 600 masked and {len(plain)} of 600 unmasked photos with a face; "
-        f"transfer sets of {n} per class; {len(pr)} framing-matched pairs; {args.seeds} seeds; "
-        f"{time.perf_counter() - t0:.0f} s to load"
+        f"realism-dev: {len(real)} of 600 masked and {len(plain)} of 600 unmasked photos with a face; crops "
+        f"{blank}; {len(mi)} pairs alike in the eye band; transfer: {n} training photos per class, tested on "
+        f"{len(test)} of the pairs; {args.seeds} seeds; {time.perf_counter() - t0:.0f} s to load"
     )
-    ctrl_bal, ctrl_rec = transfer(real[m_a], plain[u_a], real[m_b], plain[u_b], args.epochs)
+
+    def pm(a: tuple[float, float]) -> str:
+        return f"{a[0]:.1%} +-{100 * a[1]:.1f}"
+
     types = ["random", *mg.MASK_TYPES.names()] if args.types == "all" else args.types.split(",")
     print(
-        f"{'masks':<12} {'two-sample acc':>15} {'matched pairs':>14} {'transfer bal. acc':>18} "
-        f"{'recall real masks':>18} {'vs control':>11} {'spread':>7}"
+        f"{'masks':<12} {'two-sample':>14} {'alike eyes':>14} {'transfer bal. acc':>18} {'recall real masks':>18} "
+        f"{'vs control':>11} {'spread':>7}"
     )
     floor = two_sample(eye_band(real), eye_band(plain), args.seeds, args.epochs)
-    floor_m = two_sample(eye_band(real[pr]), eye_band(plain[pu]), args.seeds, args.epochs)
-    print(f"{'floor (eyes)':<12} {floor:>15.1%} {floor_m:>14.1%} {'':>18} {'':>18} {'':>11}")
-    print(f"{'real (ctrl)':<12} {'':>15} {'':>14} {ctrl_bal:>18.1%} {ctrl_rec:>18.1%} {'':>11} {spread(real):>7.1f}")
+    floor_m = two_sample(eye_band(real[mi]), eye_band(plain[mj]), args.seeds, args.epochs)
+    print(f"{'floor (eyes)':<12} {pm(floor):>14} {pm(floor_m):>14}")
+    ctrl_bal, ctrl_rec = transfer(real[tr_r], plain[tr_u], real[t_r], plain[t_u], args.seeds, args.epochs)
+    print(
+        f"{'real (ctrl)':<12} {'':>14} {'':>14} {ctrl_bal:>18.1%} {ctrl_rec:>18.1%} {'':>11} "
+        f"{spread(real, m_how.blank):>7.1f}"
+    )
     rows = [real[:10]]
     for t in types:
-        synth = masked_crops(u_img, u_faces, t, params, args.mask_seed)
+        synth = u_how.crops(masked_photos(u_img, u_faces, t, params, args.mask_seed), u_faces)
         acc = two_sample(real, synth, args.seeds, args.epochs)
-        acc_m = two_sample(real[pr], synth[pu], args.seeds, args.epochs)
-        bal, rec = transfer(synth[u_a], plain[u_a], real[m_b], plain[u_b], args.epochs)
+        acc_m = two_sample(real[mi], synth[mj], args.seeds, args.epochs)
+        bal, rec = transfer(synth[tr_u], plain[tr_u], real[t_r], plain[t_u], args.seeds, args.epochs)
         print(
-            f"{t:<12} {acc:>15.1%} {acc_m:>14.1%} {bal:>18.1%} {rec:>18.1%} {100 * (rec - ctrl_rec):>+10.1f}p "
-            f"{spread(synth):>7.1f}"
+            f"{t:<12} {pm(acc):>14} {pm(acc_m):>14} {bal:>18.1%} {rec:>18.1%} {100 * (rec - ctrl_rec):>+10.1f}p "
+            f"{spread(synth, u_how.blank):>7.1f}"
         )
         rows.append(synth[:10])
     args.sheet.parent.mkdir(parents=True, exist_ok=True)
