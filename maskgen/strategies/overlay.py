@@ -174,7 +174,10 @@ _maps_bytes = 0
 # wider or narrower, and one side lower than the other (a shear along the face's axes). Affine in the
 # face's frame, so a placement that was one affine warp stays one.
 FIT_TOP, FIT_CHIN, FIT_WIDTH, FIT_SKEW = 0.08, 0.12, 0.10, 0.06
-# `relief`: the light's angle off the camera's axis, drawn per face (degrees); its azimuth is uniform
+# `relief`: the light drawn per face (degrees): its azimuth in the image plane (0 from the right, 270 from
+# above: real masks in realism-dev are lighter at the top, by 8 gray levels from under the nose to the
+# chin, median) and its angle off the camera's axis
+LIGHT_AZIMUTH = (200.0, 340.0)
 LIGHT_ELEVATION = (15.0, 55.0)
 
 
@@ -312,7 +315,7 @@ class Overlay:
         if light is not None and not float(relief):
             raise BadParameter("light sets the light of relief: give relief too (0 < relief <= 1)")
         if light is None and float(relief):  # drawn after the fit: earlier draws unchanged
-            light = [float(rng.uniform(0, 360)), float(rng.uniform(*LIGHT_ELEVATION))]
+            light = [float(rng.uniform(*LIGHT_AZIMUTH)), float(rng.uniform(*LIGHT_ELEVATION))]
         if light is not None:
             try:
                 azimuth, elevation = (float(x) for x in light)
