@@ -10,6 +10,8 @@ seeds for every row:
   recall on real masks (mean over seeds), beside a control trained on real masked photos with the same
   sample size.
 - spread: how much the luminance varies within the masks (below the nose), real beside synthetic.
+- with --regions, the two-sample test on the pairs alike in the eye band, each region of the crops alone
+  (the mask's top edge, its centre, the sides): where the difference lies.
 
 The two photo collections are framed and sized differently: the unmasked photos are tight crops (more of
 their aligned crops reach past the photo's edge) and all sharp (58 px between the eyes, median), while
@@ -22,8 +24,8 @@ test on the eye band alone (the top 38% of the crops, no mask in it): how far th
 differ with no mask to see (faces, light, cameras). `--as-framed` turns the equalising off.
 It also writes a contact sheet: real masked crops in the first row, maskgen's below, one row per type.
 
-Usage: python bench/realism.py [--seeds 3] [--epochs 12] [--sheet build/realism.png] [--types all]
-       [--param shade=0 --param soften=0 --param grain=0]   (options of the overlay for every row)
+Usage: python bench/realism.py [--seeds 3] [--epochs 15] [--sheet build/realism.png] [--types all] [--regions]
+       [--param shade=1 --param soften=2 ...] (overlay options for every row) [--as-framed]
 """
 
 from __future__ import annotations
@@ -116,6 +118,18 @@ def spread(crops: np.ndarray, blank: np.ndarray | None = None) -> float:
     with warnings.catch_warnings():  # a crop blank there altogether has no spread
         warnings.simplefilter("ignore", RuntimeWarning)
         return float(np.nanmedian(np.nanstd(lum.reshape(len(crops), -1), 1)))
+
+
+# --regions: where the two-sample test finds the difference, each region alone (rows, columns of the crops)
+REGIONS = {"top edge": (22, 36, 0, 64), "centre": (40, 60, 16, 48), "sides": (30, 64, 0, 12)}
+
+
+def region(crops: np.ndarray, rows_cols: tuple[int, int, int, int]) -> np.ndarray:
+    """The crops with everything outside one region mid gray."""
+    r0, r1, c0, c1 = rows_cols
+    out = np.full_like(crops, GRAY)
+    out[:, r0:r1, c0:c1] = crops[:, r0:r1, c0:c1]
+    return out
 
 
 def eye_band(crops: np.ndarray) -> np.ndarray:
@@ -255,6 +269,7 @@ def main() -> None:
     ap.add_argument("--param", action="append", default=[], help="overlay parameter for every row, e.g. shade=0")
     ap.add_argument("--mask-seed", type=int, default=0, help="seed of the synthetic masks' draws")
     ap.add_argument("--as-framed", action="store_true", help="crops as each photo frames them, at its resolution")
+    ap.add_argument("--regions", action="store_true", help="also the two-sample test (alike eyes) per region")
     args = ap.parse_args()
     params = {k: json.loads(v) for k, _, v in (p.partition("=") for p in args.param)}
     if not DATA.is_dir():
@@ -316,6 +331,12 @@ def main() -> None:
             f"{spread(synth, u_how.blank):>7.1f}"
         )
         rows.append(synth[:10])
+        if args.regions:
+            found = {
+                k: two_sample(region(real[mi], v), region(synth[mj], v), args.seeds, args.epochs)
+                for k, v in REGIONS.items()
+            }
+            print(f"{'':<12} alike eyes, each region alone: " + ", ".join(f"{k} {pm(a)}" for k, a in found.items()))
     args.sheet.parent.mkdir(parents=True, exist_ok=True)
     mg.write_image(args.sheet, np.vstack([np.hstack(list(r)) for r in rows]))
     print(f"contact sheet: {args.sheet} (first row real, then {', '.join(types)}); {time.perf_counter() - t0:.0f} s")
