@@ -1,14 +1,18 @@
 """How real maskgen's masks look, measured against real photos of masked people (../shared/data/realism-dev).
 
-Two measures per mask type and for `random` (random type and colour), with the same sample sizes and
+Measures per mask type and for `random` (random type and colour), with the same sample sizes and
 seeds for every row:
 - two-sample test: eye-aligned 64x64 face crops (brows to chin) from real masked photos and from
   maskgen-masked photos of unmasked people; a small CNN learns to tell them apart on one half and is
   tested on the other; the mean over seeds. 50% means indistinguishable.
+- the same test on pairs alike in the eye band ("alike eyes"): each photo's eye band is scored by a CNN
+  that did not see it (two folds) for how "real masked" it looks, and real and unmasked photos are paired
+  within 0.05 of that probability. On those pairs the eye band alone tells nothing (about 50%), so what
+  the test finds is the mask.
 - sim-to-real transfer: a mask/no-mask CNN trained only on maskgen's masks (positives) and the same faces
-  unmasked (negatives), tested on held-out real masked vs real unmasked photos: balanced accuracy and
-  recall on real masks (mean over seeds), beside a control trained on real masked photos with the same
-  sample size.
+  unmasked (negatives), tested on half of the pairs alike in the eye band (held out of every training
+  set), real masked vs real unmasked: balanced accuracy and recall on real masks (mean over seeds),
+  beside a control trained on real masked photos with the same sample size.
 - spread: how much the luminance varies within the masks (below the nose), real beside synthetic.
 - with --regions, the two-sample test on the pairs alike in the eye band, each region of the crops alone
   (the mask's top edge, its centre, the sides): where the difference lies.
@@ -196,7 +200,7 @@ def fit_scores(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, seed: int, epo
 
 
 def two_sample(real: np.ndarray, synth: np.ndarray, seeds: int, epochs: int) -> tuple[float, float]:
-    """Held-out accuracy of telling real (row i) from synthetic (row i) crops: trained on half the rows,
+    """Held-out accuracy of telling real from synthetic crops (n of each): trained on half of each,
     tested on the other half; (mean, standard deviation) over seeds."""
     n = min(len(real), len(synth))
     accs = []
