@@ -67,7 +67,9 @@ def _crop_map(lm: np.ndarray, size: int) -> np.ndarray:
     return m
 
 
-def aligned_crop(img: np.ndarray, lm: np.ndarray, size: int = SIZE, iod: float | None = None, fill: bool = True):
+def aligned_crop(
+    img: np.ndarray, lm: np.ndarray, size: int = SIZE, iod: float | None = None, fill: bool = True
+) -> np.ndarray:
     """A size x size RGB crop with the eyes level at 32% of the height and 40% of the width apart: mid gray
     outside the photo (`fill`, else its edge pixels repeated); made at `iod` pixels between the eyes when
     that is fewer than the crop's, then enlarged, as a photo of that resolution would give."""
@@ -86,6 +88,14 @@ def outside(img: np.ndarray, lm: np.ndarray, size: int = SIZE) -> np.ndarray:
     """Where the aligned crop lies outside the photo (size x size, bool)."""
     inside = np.full(img.shape[:2], 255, np.uint8)
     return cv2.warpAffine(inside, _crop_map(lm, size), (size, size), flags=cv2.INTER_NEAREST) < 128
+
+
+def frame_facts(images: list[np.ndarray], faces: list[mg.Faces]) -> tuple[np.ndarray, np.ndarray]:
+    """Each photo's crop: where it lies outside the photo, and the photo's pixels between the eyes."""
+    lms = [f.landmarks[0] for f in faces]
+    return np.stack([outside(i, lm) for i, lm in zip(images, lms, strict=True)]), np.array(
+        [inter_ocular(lm) for lm in lms]
+    )
 
 
 class Framing:
@@ -137,9 +147,8 @@ def region(crops: np.ndarray, rows_cols: tuple[int, int, int, int]) -> np.ndarra
 
 
 def eye_band(crops: np.ndarray) -> np.ndarray:
-    out = crops.copy()
-    out[:, int(EYE_BAND * out.shape[1]) :] = GRAY
-    return out
+    """The crops' brows and eyes alone (the top EYE_BAND of each), the rest mid gray."""
+    return region(crops, (0, int(EYE_BAND * crops.shape[1]), 0, crops.shape[2]))
 
 
 def load(kind: str) -> tuple[list[np.ndarray], list[mg.Faces]]:
@@ -154,7 +163,7 @@ def load(kind: str) -> tuple[list[np.ndarray], list[mg.Faces]]:
 
 
 class Net(nn.Module):
-    """A small CNN: three conv blocks, global pooling, two outputs."""
+    """A small CNN: four conv blocks, global pooling, two outputs."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -220,10 +229,11 @@ def propensity(real: np.ndarray, plain: np.ndarray, epochs: int) -> tuple[np.nda
     sr, su = np.zeros(len(real)), np.zeros(len(plain))
     rng = np.random.default_rng(11)
     fr, fu = rng.permutation(len(real)) % 2, rng.permutation(len(plain)) % 2
+    real, plain = eye_band(real), eye_band(plain)
     for k in (0, 1):
-        xtr = np.concatenate([eye_band(plain[fu != k]), eye_band(real[fr != k])])
+        xtr = np.concatenate([plain[fu != k], real[fr != k]])
         ytr = np.r_[np.zeros((fu != k).sum()), np.ones((fr != k).sum())]
-        out = fit_scores(xtr, ytr, np.concatenate([eye_band(real[fr == k]), eye_band(plain[fu == k])]), 20 + k, epochs)
+        out = fit_scores(xtr, ytr, np.concatenate([real[fr == k], plain[fu == k]]), 20 + k, epochs)
         sr[fr == k], su[fu == k] = out[: (fr == k).sum()], out[(fr == k).sum() :]
     return sr, su
 
@@ -255,7 +265,9 @@ def transfer(pos: np.ndarray, neg: np.ndarray, test_pos: np.ndarray, test_neg: n
     return float(bal), float(recall)
 
 
-def masked_photos(images, faces, mask_type: str, params: dict, seed: int = 0) -> list[np.ndarray]:
+def masked_photos(
+    images: list[np.ndarray], faces: list[mg.Faces], mask_type: str, params: dict, seed: int = 0
+) -> list[np.ndarray]:
     kw = {"type": "random", "color": "random"} if mask_type == "random" else {"type": mask_type}
     kw |= params
     return [
@@ -282,14 +294,7 @@ def main() -> None:
     t0 = time.perf_counter()
     m_img, m_faces = load("masked")
     u_img, u_faces = load("unmasked")
-    m_frame = (
-        np.stack([outside(i, f.landmarks[0]) for i, f in zip(m_img, m_faces, strict=True)]),
-        np.array([inter_ocular(f.landmarks[0]) for f in m_faces]),
-    )
-    u_frame = (
-        np.stack([outside(i, f.landmarks[0]) for i, f in zip(u_img, u_faces, strict=True)]),
-        np.array([inter_ocular(f.landmarks[0]) for f in u_faces]),
-    )
+    m_frame, u_frame = frame_facts(m_img, m_faces), frame_facts(u_img, u_faces)
     m_how = Framing(None if args.as_framed else m_frame, u_frame, 1)
     u_how = Framing(None if args.as_framed else u_frame, m_frame, 2)  # the same for a photo masked or not
     real, plain = m_how.crops(m_img, m_faces), u_how.crops(u_img, u_faces)
