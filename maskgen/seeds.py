@@ -56,6 +56,23 @@ def unit_draws(seed: int, n: int) -> list[int]:
     return out
 
 
+def splitmix_number(seed: int, k: int) -> int:
+    """Number `k` (counting from 1) of the splitmix64 sequence started at `seed`: `splitmix_stream`'s, alone."""
+    return _splitmix64((int(seed) + (k - 1) * 0x9E3779B97F4A7C15) & _MASK64)
+
+
+def splitmix_stream(seed: int, first: int, n: int) -> np.ndarray:
+    """Numbers `first` to `first + n - 1` (counting from 1) of the splitmix64 sequence started at `seed`
+    (its state steps by a constant, each number is the state mixed): any run of them at once, as uint64."""
+    x = np.arange(first, first + n, dtype=np.uint64)
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps, as splitmix64 means it to
+        x *= np.uint64(0x9E3779B97F4A7C15)
+        x += np.uint64(int(seed) & _MASK64)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
 def unit_draws_array(seeds: np.ndarray, n: int) -> np.ndarray:
     """`unit_draws` for many seeds at once: an (n, len(seeds)) uint64 array, the same numbers."""
     x = np.asarray(seeds, np.uint64).copy()

@@ -22,8 +22,8 @@ import numpy as np
 from .detectors import detect
 from .errors import BadParameter, MaskgenError
 from .facecache import FaceCache, content_keys
-from .seeds import CounterRng, item_seed, unit_draws, unit_draws_array
-from .strategies import STRATEGIES, check_image, get_strategy
+from .seeds import CounterRng, item_seed, splitmix_number, splitmix_stream, unit_draws, unit_draws_array
+from .strategies import STRATEGIES, check_image, get_strategy, resolve_many
 from .strategies.batch import apply_batch, apply_grouped, batchable
 from .templates import MASK_TYPES
 from .types import Faces
@@ -100,21 +100,32 @@ class MaskFaces:
         self.faces = FaceCache.load(faces) if isinstance(faces, (str, os.PathLike)) else faces
         self.epoch = 0
         self._calls = 0
+        self._start: tuple[str | None, int] = (None, 0)  # (worker seed and epoch, where their seeds start)
         self.unmasked = 0  # calls where no face was found (image returned as it was)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch, self._calls = epoch, 0
 
     def _next_seed(self) -> int:
-        return self._next_seeds(1)[0]
+        """The next call's seed: `_next_seeds(1)`, without arrays."""
+        self._calls += 1
+        if self.seed is None:
+            return int.from_bytes(os.urandom(8), "big") >> 1
+        return splitmix_number(self._sequence_start(), self._calls) >> 1
 
-    def _next_seeds(self, n: int) -> list[int]:
-        """The seeds of the next `n` calls."""
+    def _next_seeds(self, n: int) -> np.ndarray:
+        """The seeds of the next `n` calls (63-bit, uint64): with a seed, call k's is number k of a splitmix64
+        sequence started from (seed, the worker's torch seed, epoch)."""
         first, self._calls = self._calls + 1, self._calls + n
         if self.seed is None:
-            return [int.from_bytes(os.urandom(8), "big") >> 1 for _ in range(n)]
+            return np.frombuffer(os.urandom(8 * n), np.uint64) >> np.uint64(1)
+        return splitmix_stream(self._sequence_start(), first, n) >> np.uint64(1)
+
+    def _sequence_start(self) -> int:
         key = f"{_torch_worker_seed()}:{self.epoch}"
-        return [item_seed(self.seed, key, c) for c in range(first, first + n)]
+        if key != self._start[0]:  # a new worker seed or epoch
+            self._start = (key, item_seed(self.seed, key))
+        return self._start[1]
 
     def __call__(self, image: Any) -> Any:
         return self.apply(image, self._next_seed())
@@ -127,22 +138,38 @@ class MaskFaces:
         kind = min((k >> 11) * len(self.types) >> 53, len(self.types) - 1)
         return self._resolve(arr, self.faces.get(arr) if self.faces is not None else None, kind, sub >> 1)
 
-    def _draw_many(self, images: np.ndarray, seeds: list[int]) -> list[tuple[Faces, dict[str, Any]] | None]:
+    def _draw_many(self, images: np.ndarray, seeds: np.ndarray) -> list[tuple[Faces, dict[str, Any]] | None]:
         """`_draw` for a stack of images: the seeds' draws and the cache's keys computed at once."""
-        a, k, sub = unit_draws_array(np.array(seeds, np.uint64), 3)
+        a, k, sub = unit_draws_array(seeds, 3)
         apply = ((a >> np.uint64(11)).astype(np.float64) * 2.0**-53 < self.p).tolist()
         n = np.uint64(len(self.types))
         kinds = np.minimum(((k >> np.uint64(11)) * n) >> np.uint64(53), n - np.uint64(1)).tolist()
-        subs = (sub >> np.uint64(1)).tolist()
         chosen = [i for i, yes in enumerate(apply) if yes]
         found: dict[int, Faces | None] = dict.fromkeys(chosen)
         if self.faces is not None and chosen:
             for i, key in zip(chosen, content_keys(images[chosen]), strict=True):
                 found[i] = self.faces.get_key(key)
-        out: list[tuple[Faces, dict[str, Any]] | None] = [None] * len(images)
+        by_kind: dict[int, list[int]] = {}
         for i in chosen:
-            out[i] = self._resolve(images[i], found[i], kinds[i], subs[i])
+            faces = found[i]
+            if faces is None:
+                found[i] = faces = detect(images[i], detector=self.detector, fallback=self.fallback)
+            if len(faces):
+                by_kind.setdefault(kinds[i], []).append(i)
+            else:
+                self.unmasked += 1
+        out: list[tuple[Faces, dict[str, Any]] | None] = [None] * len(images)
+        for kind, idx in by_kind.items():  # the parameters of one kind drawn at once
+            drawn = resolve_many(self.strategy, sub[idx] >> np.uint64(1), **self._params(kind))
+            for i, params in zip(idx, drawn, strict=True):
+                out[i] = (found[i], params)
         return out
+
+    def _params(self, kind: int) -> dict[str, Any]:
+        params = dict(self.params)
+        if self.strategy == "overlay":
+            params["type"] = self.types[kind]
+        return params
 
     def _resolve(
         self, arr: np.ndarray, faces: Faces | None, kind: int, sub_seed: int
@@ -153,10 +180,7 @@ class MaskFaces:
         if not len(faces):
             self.unmasked += 1
             return None
-        params = dict(self.params)
-        if self.strategy == "overlay":
-            params["type"] = self.types[kind]
-        return faces, get_strategy(self.strategy).resolve(CounterRng(sub_seed), **params)
+        return faces, get_strategy(self.strategy).resolve(CounterRng(sub_seed), **self._params(kind))
 
     def apply(self, image: Any, seed: int) -> Any:
         """Mask with an explicit seed (the same image and seed give the same result)."""

@@ -358,3 +358,37 @@ def test_piecewise_maps_are_kept_within_their_budget(monkeypatch):
             seed=0,
         )
     assert len(O._PLACEMENTS) == 1
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"type": "random"},
+        {"type": "random", "weights": {"gas": 1, "kn95": 2, "surgical": 0}},
+        {"type": "random", "pattern_seed": 5, "color": "#123456"},
+        {"type": "kn95", "pattern": "dots", "pattern_color": "red", "offset": (0.1, 0), "scale": 1.1},
+        {"type": "random", "color": "random", "pattern": "random", "jitter": 1.0, "fit": 1.0, "relief": 0.5},
+        {"type": "random", "fit_shape": np.array([0.1, 0.2, -0.3, 1.0])},  # unhashable: checked every time
+    ],
+)
+def test_resolve_many_gives_the_one_at_a_time_params(params):
+    from maskgen.seeds import CounterRng
+    from maskgen.strategies.overlay import Overlay
+
+    seeds = np.random.default_rng(0).integers(0, 2**63, 300, dtype=np.uint64)
+    many = Overlay().resolve_many(seeds, **params)
+    one = [Overlay().resolve(CounterRng(int(s)), **params) for s in seeds]
+    assert many == one and all(list(a) == list(b) for a, b in zip(many, one, strict=True))  # keys in order too
+    if params.get("type") == "random":
+        assert len({p["type"] for p in many}) >= 2
+    many[0]["offset"][0] = 9.0  # each item's params are its own
+    assert Overlay().resolve(CounterRng(int(seeds[0])), **params)["offset"][0] != 9.0
+
+
+def test_unknown_type_names_in_weights_are_refused_before_any_draw():
+    from maskgen.seeds import generator
+    from maskgen.strategies.overlay import Overlay
+
+    with pytest.raises(UnknownName, match="unknown mask type 'surgicle'"):
+        Overlay().resolve(generator(0), type="random", weights={"surgicle": 0})

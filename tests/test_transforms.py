@@ -183,11 +183,15 @@ def small_batch() -> tuple[np.ndarray, mg.FaceCache]:
 
 def test_batch_draws_and_keys_equal_the_one_by_one_ones(astronaut):
     from maskgen.facecache import content_key, content_keys
-    from maskgen.seeds import unit_draws, unit_draws_array
+    from maskgen.seeds import _splitmix64, splitmix_number, splitmix_stream, unit_draws, unit_draws_array
 
     seeds = [0, 1, 2**63 - 1, *np.random.default_rng(0).integers(0, 2**63, 200).tolist()]
     many = unit_draws_array(np.array(seeds, np.uint64), 3)
     assert all([int(v) for v in many[:, i]] == unit_draws(s, 3) for i, s in enumerate(seeds))
+    for s in seeds[:20]:  # number k of splitmix64 from s: its state s + k * golden, mixed
+        expected = [_splitmix64((s + (k - 1) * 0x9E3779B97F4A7C15) % 2**64) for k in range(5, 15)]
+        assert splitmix_stream(s, 5, 10).tolist() == expected == splitmix_stream(s, 1, 14)[4:].tolist()
+        assert [splitmix_number(s, k) for k in range(5, 15)] == expected
     x, _ = small_batch()
     rgb = np.repeat(x[..., None], 3, axis=3)
     rgb[1] = astronaut[:48, :48]  # one colour crop among gray-as-RGB ones

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..detectors import detect
 from ..errors import BadParameter, MaskgenError, NoFaceFound
-from ..seeds import generator
+from ..seeds import CounterRng, generator
 from ..types import Faces, MaskResult
 from .base import STRATEGIES, Strategy
 
@@ -32,6 +32,16 @@ def check_params(strategy: str, params: dict[str, Any], seed: int = 0) -> dict[s
         raise
     except (ValueError, TypeError) as e:  # e.g. ratio="abc"
         raise BadParameter(f"bad parameter value for strategy {strategy!r}: {e}") from None
+
+
+def resolve_many(strategy: str, seeds: np.ndarray, **params: Any) -> list[dict[str, Any]]:
+    """`resolve(CounterRng(seed), **params)` for each of the uint64 `seeds` (on-the-fly masking's draws),
+    at once where the strategy can (`resolve_many`)."""
+    strat = get_strategy(strategy)
+    many = getattr(strat, "resolve_many", None)
+    if many is not None:
+        return many(seeds, **params)
+    return [strat.resolve(CounterRng(int(s)), **params) for s in seeds.tolist()]
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
@@ -73,4 +83,4 @@ def mask(
     return MaskResult(out, occ, faces, strategy, resolved)
 
 
-__all__ = ["STRATEGIES", "Strategy", "check_image", "check_params", "get_strategy", "mask"]
+__all__ = ["STRATEGIES", "Strategy", "check_image", "check_params", "get_strategy", "mask", "resolve_many"]

@@ -205,11 +205,21 @@ def blend_premultiplied_batch(images: np.ndarray, canvas: np.ndarray) -> np.ndar
     (B,H,W) occlusion as bool. Same bytes as the one-image blend."""
     if images.ndim == 3:
         rgb, a = canvas
+        occ = a >= ALPHA_EPS
+        if images.flags.c_contiguous and canvas.flags.c_contiguous:  # OpenCV's fused passes on 2-D views
+            rows = (images.shape[0] * images.shape[1], images.shape[2])
+            src = images.reshape(rows)
+            # float32(src) * (1 - a) + rgb, rounded half to even and clipped to 0-255: numpy's arithmetic
+            blended = cv2.add(
+                cv2.multiply(src, (1.0 - a).reshape(rows), dtype=cv2.CV_32F), rgb.reshape(rows), dtype=cv2.CV_8U
+            )
+            cv2.copyTo(blended, occ.view(np.uint8).reshape(rows), src)
+            return occ
         src, keep = images, 1.0 - a
     else:
         a = canvas[..., -1]
+        occ = a >= ALPHA_EPS
         src, rgb, keep = images[..., :3], canvas[..., :3], (1.0 - a)[..., None]
-    occ = a >= ALPHA_EPS
     blended = src * keep
     blended += rgb
     np.rint(blended, out=blended)

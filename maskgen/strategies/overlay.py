@@ -8,12 +8,13 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from functools import lru_cache
 from itertools import accumulate
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..errors import BadParameter
 from ..landmarks import face_axes, inter_ocular
+from ..seeds import CounterRng, unit_draws_array
 from ..templates import MASK_TYPES, Template, anchors_from_landmarks, load_template
 from ..types import Faces
 from . import functional as F
@@ -37,19 +38,6 @@ PALETTE = {
     "#ae2e58": 2,
 }
 DEFAULT_WEIGHTS = {"surgical": 3, "cloth": 2, "n95": 1, "kn95": 2, "gas": 0.5, "black": 2, "inpaint": 0}
-
-
-def _choose(rng: np.random.Generator, weights: dict[str, float]) -> str:
-    names, cum = _cumulative(tuple(weights.items()))
-    return names[min(bisect_right(cum, rng.random() * cum[-1]), len(names) - 1)]
-
-
-@lru_cache(maxsize=64)  # a run uses one or two weightings for millions of draws
-def _cumulative(items: tuple[tuple[str, float], ...]) -> tuple[tuple[str, ...], tuple[float, ...]]:
-    w = [float(v) for _, v in items]
-    if min(w) < 0 or sum(w) <= 0:
-        raise BadParameter("type weights must be non-negative and not all zero")
-    return tuple(k for k, _ in items), tuple(accumulate(w))
 
 
 def pattern_layer(kind: str, shape: tuple[int, int], period: float, seed: int) -> np.ndarray:
@@ -240,6 +228,202 @@ def _placement(
     return result
 
 
+class _Plan(NamedTuple):
+    """`Overlay.resolve`'s parameters checked, with what is left to draw: `type_weights` (names and
+    cumulative weights) when the type is drawn, "random" for a drawn colour or pattern, None for a drawn
+    pattern colour, pattern seed, offset and scale, fit or light."""
+
+    type: str | None
+    type_weights: tuple[tuple[str, ...], tuple[float, ...]] | None
+    color: str | None
+    strength: float
+    pattern: str
+    pattern_scale: float
+    pattern_color: str | None
+    pattern_seed: int | None
+    jitter: float
+    offset: tuple[float, float] | None
+    scale: float | None
+    shade: float
+    soften: float
+    grain: float
+    eye_margin: float | None
+    fit: float
+    fit_shape: tuple[float, ...] | None
+    relief: float
+    light: tuple[float, float] | None
+
+
+def _plan(
+    type: str = "surgical",
+    weights: dict[str, float] | None = None,
+    color: Any = None,
+    strength: float | None = None,
+    pattern: str = "none",
+    pattern_scale: float = 18.0,
+    pattern_color: Any = None,
+    pattern_seed: int | None = None,
+    jitter: float = 0.0,
+    offset: tuple[float, float] | None = None,
+    scale: float | None = None,
+    shade: float = 0.0,
+    soften: float = 0.0,
+    grain: float = 0.0,
+    eye_margin: float | None = None,
+    fit: float = 0.0,
+    fit_shape: Any = None,
+    relief: float = 0.0,
+    light: Any = None,
+    **kw: Any,
+) -> _Plan:
+    """`Overlay.resolve`'s parameters checked: a one-line error for a bad one, before anything is drawn."""
+    check_keys("overlay", kw, _plan)
+    type_weights = None
+    if type == "random":
+        type_weights = _cumulative({**DEFAULT_WEIGHTS, **(weights or {})})
+        for name in type_weights[0]:
+            MASK_TYPES.get(name)
+    else:
+        MASK_TYPES.get(type)
+    if color is not None and not (isinstance(color, str) and color == "random"):
+        color = F.colour_hex(F.parse_colour(color))
+    if pattern != "random" and pattern not in PATTERNS:
+        raise BadParameter(f"unknown pattern {pattern!r}; choose one of: {', '.join(PATTERNS)}, random")
+    if isinstance(pattern_color, str) and pattern_color == "random":
+        pattern_color = None
+    if pattern_color is not None:
+        pattern_color = F.colour_hex(F.parse_colour(pattern_color))
+    strength = 1.0 if strength is None else float(strength)
+    if not 0 <= strength <= 1:
+        raise BadParameter(f"strength must be in [0, 1], got {strength}")
+    for name, value, top in (
+        ("shade", shade, 1.0),
+        ("soften", soften, 5.0),
+        ("grain", grain, 3.0),
+        ("relief", relief, 1.0),
+    ):
+        if not 0 <= float(value) <= top:
+            raise BadParameter(f"{name} must be between 0 and {top:g}, got {value}")
+    if eye_margin is not None and not 0 <= float(eye_margin) <= 1:
+        raise BadParameter(f"eye_margin must be between 0 and 1 (or None: no cut), got {eye_margin}")
+    if offset is not None and scale is not None:
+        offset, scale = (float(offset[0]), float(offset[1])), float(scale)
+    else:
+        offset = scale = None
+    if not 0 <= float(fit) <= 1:
+        raise BadParameter(f"fit must be between 0 and 1 (0: every mask of a type sits alike), got {fit}")
+    if fit_shape is not None:
+        if len(fit_shape) != 4 or not all(-1 <= float(x) <= 1 for x in fit_shape):
+            raise BadParameter(f"fit_shape takes [top, chin, width, skew], each in [-1, 1]; got {fit_shape}")
+        fit_shape = tuple(float(x) for x in fit_shape)
+    if light is not None and not float(relief):
+        raise BadParameter("light sets the light of relief: give relief too (0 < relief <= 1)")
+    if light is not None:
+        try:
+            azimuth, elevation = (float(x) for x in light)
+        except (TypeError, ValueError):
+            azimuth, elevation = 0.0, -1.0
+        if not 0 <= elevation <= 80:
+            raise BadParameter(f"light takes [azimuth, elevation] in degrees, elevation 0-80; got {light}")
+        light = (azimuth % 360, elevation)
+    return _Plan(
+        type=None if type_weights else type,
+        type_weights=type_weights,
+        color=color,
+        strength=strength,
+        pattern=pattern,
+        pattern_scale=float(pattern_scale),
+        pattern_color=pattern_color,
+        pattern_seed=None if pattern_seed is None else int(pattern_seed),
+        jitter=float(jitter),
+        offset=offset,
+        scale=scale,
+        shade=float(shade),
+        soften=float(soften),
+        grain=float(grain),
+        eye_margin=None if eye_margin is None else float(eye_margin),
+        fit=float(fit),
+        fit_shape=fit_shape,
+        relief=float(relief),
+        light=light,
+    )
+
+
+_PLANS: dict[tuple, _Plan] = {}  # a run resolves millions of items with a handful of parameter sets
+
+
+def _planned(params: dict[str, Any]) -> _Plan:
+    """`_plan`, remembered per parameter set (values compared with their types: 1, 1.0 and True differ)."""
+    try:
+        key = tuple((k, v.__class__, _frozen(v)) for k, v in params.items())
+        plan = _PLANS.get(key)
+    except TypeError:  # an unhashable value (an array): checked every time
+        return _plan(**params)
+    if plan is None:
+        if len(_PLANS) >= 256:
+            _PLANS.clear()
+        plan = _PLANS[key] = _plan(**params)
+    return plan
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for a parameter value (lists, tuples and dicts as tuples, with their types)."""
+    if isinstance(value, dict):
+        return tuple((k, v.__class__, _frozen(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return tuple((v.__class__, _frozen(v)) for v in value)
+    return value
+
+
+def _cumulative(weights: dict[str, float]) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    w = [float(v) for v in weights.values()]
+    if min(w) < 0 or sum(w) <= 0:
+        raise BadParameter("type weights must be non-negative and not all zero")
+    return tuple(weights), tuple(accumulate(w))
+
+
+def _pick(rng: np.random.Generator, table: tuple[tuple[str, ...], tuple[float, ...]]) -> str:
+    """A name drawn with the table's cumulative weights (one draw)."""
+    names, cum = table
+    return names[min(bisect_right(cum, rng.random() * cum[-1]), len(names) - 1)]
+
+
+_PALETTE_CUM = _cumulative(PALETTE)
+
+
+def _resolved(
+    plan: _Plan,
+    type: str,
+    color: str | None,
+    pattern: str,
+    pattern_color: str,
+    pattern_seed: int,
+    offset: tuple[float, float],
+    scale: float,
+    fit_shape: tuple[float, ...] | None,
+    light: tuple[float, float] | None,
+) -> dict[str, Any]:
+    """The resolved parameters as `params` records them (fit and light only when used)."""
+    resolved = {
+        "type": type,
+        "color": color,
+        "strength": plan.strength,
+        "pattern": pattern,
+        "pattern_scale": plan.pattern_scale,
+        "pattern_color": pattern_color,
+        "pattern_seed": int(pattern_seed),
+        "offset": [float(offset[0]), float(offset[1])],
+        "scale": float(scale),
+        "shade": plan.shade,
+        "soften": plan.soften,
+        "grain": plan.grain,
+        "eye_margin": plan.eye_margin,
+    }
+    if plan.relief:
+        resolved |= {"relief": plan.relief, "light": list(light)}
+    return resolved | ({"fit_shape": list(fit_shape)} if fit_shape is not None else {})
+
+
 @STRATEGIES.register("overlay", "textured mask templates (7 types) fitted to the landmarks (MaskTheFace-style)")
 class Overlay:
     name = "overlay"
@@ -247,101 +431,64 @@ class Overlay:
     def needs_faces(self, params: dict[str, Any]) -> bool:
         return True
 
-    def resolve(
-        self,
-        rng: np.random.Generator,
-        type: str = "surgical",
-        weights: dict[str, float] | None = None,
-        color: Any = None,
-        strength: float | None = None,
-        pattern: str = "none",
-        pattern_scale: float = 18.0,
-        pattern_color: Any = None,
-        pattern_seed: int | None = None,
-        jitter: float = 0.0,
-        offset: tuple[float, float] | None = None,
-        scale: float | None = None,
-        shade: float = 0.0,
-        soften: float = 0.0,
-        grain: float = 0.0,
-        eye_margin: float | None = None,
-        fit: float = 0.0,
-        fit_shape: Any = None,
-        relief: float = 0.0,
-        light: Any = None,
-        **kw: Any,
-    ) -> dict[str, Any]:
-        check_keys(self.name, kw, self.resolve)
-        if type == "random":
-            type = _choose(rng, {**DEFAULT_WEIGHTS, **(weights or {})})
-        MASK_TYPES.get(type)
-        if color == "random":
-            color = _choose(rng, PALETTE)
-        if color is not None:
-            color = F.colour_hex(F.parse_colour(color))
-        if pattern == "random":
-            pattern = PATTERNS[int(rng.integers(len(PATTERNS)))]
-        if pattern not in PATTERNS:
-            raise BadParameter(f"unknown pattern {pattern!r}; choose one of: {', '.join(PATTERNS)}, random")
-        if pattern_color is None or pattern_color == "random":
-            pattern_color = _choose(rng, PALETTE) if pattern != "none" else "#ffffff"
-        strength = 1.0 if strength is None else float(strength)
-        if not 0 <= strength <= 1:
-            raise BadParameter(f"strength must be in [0, 1], got {strength}")
+    def resolve(self, rng: np.random.Generator, **params: Any) -> dict[str, Any]:
+        """The parameters checked (once per distinct set: `_plan`) and the random ones drawn from `rng`, in a
+        fixed order: type, colour, pattern, pattern colour, pattern seed, offset and scale, fit, light."""
+        plan = _planned(params)
+        type = plan.type if plan.type_weights is None else _pick(rng, plan.type_weights)
+        color = plan.color if plan.color != "random" else _pick(rng, _PALETTE_CUM)
+        pattern = plan.pattern if plan.pattern != "random" else PATTERNS[int(rng.integers(len(PATTERNS)))]
+        pattern_color = plan.pattern_color
+        if pattern_color is None:
+            pattern_color = _pick(rng, _PALETTE_CUM) if pattern != "none" else "#ffffff"
+        pattern_seed = plan.pattern_seed
         if pattern_seed is None:
             pattern_seed = int(rng.bit_generator.random_raw()) >> 33  # 31 bits
-        for name, value, low, top in (
-            ("shade", shade, 0, 1.0),
-            ("soften", soften, 0, 5.0),
-            ("grain", grain, 0, 3.0),
-            ("relief", relief, 0, 1.0),
-        ):
-            if not low <= float(value) <= top:
-                raise BadParameter(f"{name} must be between {low:g} and {top:g}, got {value}")
-        if eye_margin is not None and not 0 <= float(eye_margin) <= 1:
-            raise BadParameter(f"eye_margin must be between 0 and 1 (or None: no cut), got {eye_margin}")
+        offset, scale = plan.offset, plan.scale
         if offset is None or scale is None:
-            j = float(jitter)
+            j = plan.jitter
             offset = (float(rng.uniform(-j, j)) * 0.1, float(rng.uniform(-j, j)) * 0.1) if j else (0.0, 0.0)
             scale = 1.0 + float(rng.uniform(-j, j)) * 0.08 if j else 1.0
-        if not 0 <= float(fit) <= 1:
-            raise BadParameter(f"fit must be between 0 and 1 (0: every mask of a type sits alike), got {fit}")
-        if fit_shape is None and float(fit):
-            fit_shape = [float(rng.uniform(-fit, fit)) for _ in range(4)]  # drawn last: other draws unchanged
-        if fit_shape is not None:
-            if len(fit_shape) != 4 or not all(-1 <= float(x) <= 1 for x in fit_shape):
-                raise BadParameter(f"fit_shape takes [top, chin, width, skew], each in [-1, 1]; got {fit_shape}")
-            fit_shape = [float(x) for x in fit_shape]
-        if light is not None and not float(relief):
-            raise BadParameter("light sets the light of relief: give relief too (0 < relief <= 1)")
-        if light is None and float(relief):  # drawn after the fit: earlier draws unchanged
-            light = [float(rng.uniform(*LIGHT_AZIMUTH)), float(rng.uniform(*LIGHT_ELEVATION))]
-        if light is not None:
-            try:
-                azimuth, elevation = (float(x) for x in light)
-            except (TypeError, ValueError):
-                azimuth, elevation = 0.0, -1.0
-            if not 0 <= elevation <= 80:
-                raise BadParameter(f"light takes [azimuth, elevation] in degrees, elevation 0-80; got {light}")
-            light = [azimuth % 360, elevation]
-        resolved = {
-            "type": type,
-            "color": color,
-            "strength": strength,
-            "pattern": pattern,
-            "pattern_scale": float(pattern_scale),
-            "pattern_color": F.colour_hex(F.parse_colour(pattern_color)),
-            "pattern_seed": int(pattern_seed),
-            "offset": [float(offset[0]), float(offset[1])],
-            "scale": float(scale),
-            "shade": float(shade),
-            "soften": float(soften),
-            "grain": float(grain),
-            "eye_margin": None if eye_margin is None else float(eye_margin),
-        }
-        if float(relief):
-            resolved |= {"relief": float(relief), "light": light}
-        return resolved | ({"fit_shape": fit_shape} if fit_shape is not None else {})
+        fit_shape = plan.fit_shape
+        if fit_shape is None and plan.fit:  # drawn after the others: their draws unchanged
+            fit_shape = tuple(float(rng.uniform(-plan.fit, plan.fit)) for _ in range(4))
+        light = plan.light
+        if light is None and plan.relief:  # drawn after the fit
+            light = (float(rng.uniform(*LIGHT_AZIMUTH)) % 360, float(rng.uniform(*LIGHT_ELEVATION)))
+        return _resolved(plan, type, color, pattern, pattern_color, pattern_seed, offset, scale, fit_shape, light)
+
+    def resolve_many(self, seeds: np.ndarray, **params: Any) -> list[dict[str, Any]]:
+        """`resolve(CounterRng(seed), **params)` for each seed (the same dicts), the draws made for all seeds
+        at once when only the type and the pattern seed are drawn (the default; else one at a time)."""
+        plan = _planned(params)
+        if (
+            plan.color == "random"
+            or plan.pattern == "random"
+            or plan.pattern_color is None
+            and plan.pattern != "none"
+            or plan.offset is None
+            and plan.jitter
+            or plan.fit_shape is None
+            and plan.fit
+            or plan.light is None
+            and plan.relief
+        ):
+            return [self.resolve(CounterRng(int(s)), **params) for s in seeds]
+        n = len(seeds)
+        raw = unit_draws_array(seeds, int(plan.type_weights is not None) + int(plan.pattern_seed is None))
+        types, pattern_seeds = [plan.type] * n, [plan.pattern_seed] * n
+        if plan.type_weights is not None:  # _pick's draw: the same float arithmetic, searched at once
+            names, cum = plan.type_weights
+            r = (raw[0] >> np.uint64(11)).astype(np.float64) * 2.0**-53 * cum[-1]
+            types = [names[i] for i in np.minimum(np.searchsorted(cum, r, side="right"), len(names) - 1).tolist()]
+        if plan.pattern_seed is None:
+            pattern_seeds = (raw[-1] >> np.uint64(33)).tolist()
+        pattern_color = plan.pattern_color or "#ffffff"
+        offset, scale = plan.offset or (0.0, 0.0), 1.0 if plan.scale is None else plan.scale
+        return [
+            _resolved(plan, t, plan.color, plan.pattern, pattern_color, ps, offset, scale, plan.fit_shape, plan.light)
+            for t, ps in zip(types, pattern_seeds, strict=True)
+        ]
 
     def patches(
         self, shape: tuple[int, ...], faces: Faces, image: np.ndarray | None = None, **p: Any
