@@ -392,3 +392,23 @@ def test_unknown_type_names_in_weights_are_refused_before_any_draw():
 
     with pytest.raises(UnknownName, match="unknown mask type 'surgicle'"):
         Overlay().resolve(generator(0), type="random", weights={"surgicle": 0})
+
+
+def test_finishing_is_the_same_for_every_dtype(astronaut):
+    """Shade, soften and grain are measured on the 0-255 scale: a 16-bit or float twin of an 8-bit image
+    gets the same finish (within the 8-bit rounding), not an unfinished mask."""
+    face = mg.detect(astronaut).largest()
+    p = {"type": "surgical", "shade": 1.0, "soften": 1.0, "grain": 1.0}
+    ref = mg.mask(astronaut, faces=face, seed=3, **p)
+    plain = mg.mask(astronaut, faces=face, seed=3, type="surgical").image.astype(float)
+    assert np.abs(ref.image.astype(float) - plain)[ref.occlusion > 0].mean() > 3  # the finish shows
+    twins = [
+        (astronaut.astype(np.uint16) * 257, 257.0),
+        (astronaut / 255.0, 1 / 255),
+        (astronaut.astype(np.float32), 1.0),
+    ]
+    for img, scale in twins:
+        res = mg.mask(img, faces=face, seed=3, **p)
+        assert res.image.dtype == img.dtype and np.array_equal(res.occlusion, ref.occlusion)
+        diff = np.abs(res.image / scale - ref.image.astype(float))
+        assert diff.max() <= 2 and diff.mean() < 0.1, (img.dtype, diff.max())

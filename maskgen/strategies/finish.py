@@ -16,7 +16,7 @@ from .functional import LUMA
 
 
 def luminance(region: np.ndarray) -> np.ndarray:
-    """Float32 luminance (0-255) of a uint8 gray or RGB(A) region."""
+    """Float32 luminance (0-255) of a gray or RGB(A) region, uint8 or float on the 0-255 scale."""
     if region.ndim == 2:
         return region.astype(np.float32)
     if region.shape[2] in (1, 2):
@@ -55,7 +55,8 @@ def finish_patch(
     grain: float,
     seed: int,
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """A premultiplied patch ((luminance, alpha) or RGBA, colour 0-255, alpha 0-1) at `offset` in `image`,
+    """A premultiplied patch ((luminance, alpha) or RGBA, colour 0-255, alpha 0-1) at `offset` in `image`
+    (uint8, or float on the 0-255 scale: an image and its 16-bit or float twin get the same finish),
     shaded by the light under it, its edges blurred by `soften` pixels, with `grain` times the image's
     noise; grown by the blur's reach (inside the frame). Returns (new patch, new offset)."""
     h, w = image.shape[:2]

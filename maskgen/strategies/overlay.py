@@ -496,8 +496,9 @@ class Overlay:
         """The warped template of each face as (premultiplied patch, (x, y) offset), in drawing order.
 
         Patches are (luminance, alpha) for gray shapes (H,W), (H,W,1), (H,W,2), RGBA otherwise; each lies
-        inside the frame. With the (unmasked, uint8) `image`, each is finished in it: shaded by its light,
-        softened and grained (`shade`, `soften`, `grain`). `apply` blends them one by one;
+        inside the frame. With the unmasked `image` (uint8, or float32 on the 0-255 scale), each is finished
+        in it: shaded by its light, softened and grained (`shade`, `soften`, `grain`). `apply` blends them
+        one by one;
         `MaskFaces.batch` and `convert` blend a whole batch at once.
         """
         h, w = shape[:2]
@@ -528,7 +529,11 @@ class Overlay:
 
     def apply(self, image: np.ndarray, faces: Faces, **p: Any) -> tuple[np.ndarray, np.ndarray]:
         out, occlusion = image.copy(), np.zeros(image.shape[:2], np.uint8)
-        finish = image if image.dtype == np.uint8 else None  # light, edges and grain measured on 8-bit images
+        finish = None  # light, edges and grain are measured on the 0-255 scale, whatever the dtype
+        if p.get("shade") or p.get("soften") or p.get("grain"):
+            finish = (
+                image if image.dtype == np.uint8 else image.astype(np.float32) * np.float32(255 / F.value_top(image))
+            )
         for patch, offset in self.patches(image.shape, faces, image=finish, **p):  # later faces on top
             F.blend_premultiplied(out, occlusion, patch, offset)
         return out, occlusion
