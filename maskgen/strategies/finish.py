@@ -12,7 +12,7 @@ import numpy as np
 
 from ..landmarks import face_axes, inter_ocular
 from ..seeds import generator
-from .functional import LUMA
+from .functional import LUMA, paste
 
 
 def luminance(region: np.ndarray) -> np.ndarray:
@@ -41,8 +41,11 @@ def shading(lum: np.ndarray, alpha: np.ndarray, strength: float) -> np.ndarray:
     h, w = lum.shape
     small = cv2.resize(lum, (4, 4), interpolation=cv2.INTER_AREA)
     weight = cv2.resize(alpha, (4, 4), interpolation=cv2.INTER_AREA)
-    ref = float((small * weight).sum() / weight.sum()) if weight.sum() > 0 else float(small.mean())
-    gain = np.clip(small / max(ref, 1.0), 0.35, 1.8) ** np.float32(strength)
+    total = weight.sum()
+    ref = float((small * weight).sum() / total) if total > 0 else float(small.mean())
+    gain = np.minimum(np.maximum(small / max(ref, 1.0), np.float32(0.35)), np.float32(1.8))  # np.clip, leaner
+    if strength != 1.0:
+        gain **= np.float32(strength)
     return cv2.resize(gain, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
@@ -65,7 +68,7 @@ def finish_patch(
     pad = math.ceil(2.5 * soften) if soften > 0 else 0
     x0, y0, x1, y1 = max(ox - pad, 0), max(oy - pad, 0), min(ox + pw + pad, w), min(oy + ph + pad, h)
     out = np.zeros((y1 - y0, x1 - x0, patch.shape[2]), np.float32)
-    out[oy - y0 : oy - y0 + ph, ox - x0 : ox - x0 + pw] = patch
+    paste(out[oy - y0 : oy - y0 + ph, ox - x0 : ox - x0 + pw], patch)
     colour, alpha = out[..., :-1], out[..., -1]
     lum = luminance(image[y0:y1, x0:x1])
     if shade > 0:
