@@ -320,3 +320,22 @@ def test_float_and_16_bit_inputs_keep_their_range(crop):
     assert out16.mode == "I;16" and np.asarray(out16).max() > 255
     with pytest.raises(BadParameter, match="HWC use tensor.permute"):
         tf(torch.zeros(48, 48, 3))
+
+
+def test_dataloader_bench_runs_small_and_prints_its_tables():
+    """bench/dataloader.py on 128 crops, one round: both tables, with a figure in every row."""
+    out = subprocess.run(
+        [sys.executable, REPO / "bench" / "dataloader.py", "--n", "128", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {line[:44].strip(): line[44:].split() for line in out.stdout.splitlines() if len(line) > 44}
+    for label in ("overlay random", "overlay random, shade=1", "zero"):
+        assert float(rows[label][0]) > 0, label  # us per crop
+    for label in ("per batch: MaskCollate overlay random", "per item: MaskFaces zero"):
+        seconds, ratio = (float(x) for x in rows[label])
+        assert seconds > 0 and ratio > 0.5, label
+    assert float(rows["per batch: no masking"][1]) == 1.0
