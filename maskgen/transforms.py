@@ -151,13 +151,9 @@ class MaskFaces:
                 found[i] = self.faces.get_key(key)
         by_kind: dict[int, list[int]] = {}
         for i in chosen:
-            faces = found[i]
-            if faces is None:
-                found[i] = faces = detect(images[i], detector=self.detector, fallback=self.fallback)
-            if len(faces):
+            found[i] = self._faces_of(images[i], found[i])
+            if found[i] is not None:
                 by_kind.setdefault(kinds[i], []).append(i)
-            else:
-                self.unmasked += 1
         out: list[tuple[Faces, dict[str, Any]] | None] = [None] * len(images)
         for kind, idx in by_kind.items():  # the parameters of one kind drawn at once
             drawn = resolve_many(self.strategy, sub[idx] >> np.uint64(1), **self._params(kind))
@@ -171,14 +167,21 @@ class MaskFaces:
             params["type"] = self.types[kind]
         return params
 
-    def _resolve(
-        self, arr: np.ndarray, faces: Faces | None, kind: int, sub_seed: int
-    ) -> tuple[Faces, dict[str, Any]] | None:
-        """The faces (detected unless given) and the strategy's parameters drawn from `sub_seed`."""
+    def _faces_of(self, arr: np.ndarray, faces: Faces | None) -> Faces | None:
+        """The image's faces (detected unless given), or None (counted in `unmasked`) if it has none."""
         if faces is None:
             faces = detect(arr, detector=self.detector, fallback=self.fallback)
         if not len(faces):
             self.unmasked += 1
+            return None
+        return faces
+
+    def _resolve(
+        self, arr: np.ndarray, faces: Faces | None, kind: int, sub_seed: int
+    ) -> tuple[Faces, dict[str, Any]] | None:
+        """The faces (detected unless given) and the strategy's parameters drawn from `sub_seed`."""
+        faces = self._faces_of(arr, faces)
+        if faces is None:
             return None
         return faces, get_strategy(self.strategy).resolve(CounterRng(sub_seed), **self._params(kind))
 
