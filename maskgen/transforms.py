@@ -21,7 +21,7 @@ import numpy as np
 
 from .detectors import detect
 from .errors import BadParameter, MaskgenError
-from .facecache import FaceCache, content_keys
+from .facecache import FaceCache
 from .seeds import CounterRng, item_seed, splitmix_number, splitmix_stream, unit_draws, unit_draws_array
 from .strategies import STRATEGIES, check_image, get_strategy, resolve_many
 from .strategies.batch import apply_batch, apply_grouped, batchable
@@ -147,8 +147,8 @@ class MaskFaces:
         chosen = [i for i, yes in enumerate(apply) if yes]
         found: dict[int, Faces | None] = dict.fromkeys(chosen)
         if self.faces is not None and chosen:
-            for i, key in zip(chosen, content_keys(images[chosen]), strict=True):
-                found[i] = self.faces.get_key(key)
+            for i, faces in zip(chosen, self.faces.get_many(images[chosen]), strict=True):
+                found[i] = faces
         by_kind: dict[int, list[int]] = {}
         for i in chosen:
             found[i] = self._faces_of(images[i], found[i])

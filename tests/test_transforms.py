@@ -201,6 +201,37 @@ def test_batch_draws_and_keys_equal_the_one_by_one_ones(astronaut):
     assert content_keys(rgb)[0] == content_key(x[0]) and content_keys(rgb)[1] != content_key(x[1])
 
 
+def test_get_many_answers_as_get_does_also_from_its_memo(monkeypatch):
+    import pickle
+
+    import maskgen.facecache as fc
+    from maskgen.facecache import content_key
+
+    x, cache = small_batch()
+    twin = x[:4].copy()
+    twin[:, 1, 2] ^= 1  # differs from x[:4] in one pixel the sampled pixels skip: a memo candidate, not a match
+    assert (1 * x.shape[2] + 2) % (x[0].size // 61) != 0
+    stack = np.concatenate([x, twin, x[:3]])
+    expected = [cache.get_key(content_key(im)) for im in stack]  # by the hash alone
+    assert sum(f is None for f in expected) == 4 and sum(f is not None for f in expected) == len(x) + 3
+    for limit in (fc.MEMO_BYTES, 3 * x[0].size):  # the memo full after three images: the rest are hashed
+        monkeypatch.setattr(fc, "MEMO_BYTES", limit)
+        fresh = pickle.loads(pickle.dumps(cache))  # as a DataLoader worker gets it: entries without a memo
+        assert fresh._seen == {} and fresh.hits == cache.hits
+        answers = [fresh.get_key(content_key(im)) for im in stack]
+        fresh.hits = fresh.misses = 0
+        for _ in range(3):  # first from the hashes, then from the memo
+            assert [f is e for f, e in zip(fresh.get_many(stack), answers, strict=True)] == [True] * len(stack)
+            assert all(fresh.get(im) is e for im, e in zip(stack, answers, strict=True))
+        assert (fresh.hits, fresh.misses) == (6 * (len(x) + 3), 6 * 4)
+        assert fresh._seen_bytes == min(len(x) + 4, limit // x[0].size) * x[0].size  # each image once
+    rgba = np.concatenate([np.repeat(x[..., None], 3, 3), np.full(x.shape + (1,), 9, np.uint8)], axis=3)
+    other_alpha = rgba.copy()
+    other_alpha[..., 3] = 200  # alpha is not part of the key: the same faces
+    got = cache.get_many(np.concatenate([rgba, other_alpha]))
+    assert all(f is e for f, e in zip(got, expected[: len(x)] * 2, strict=True))
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

@@ -424,6 +424,26 @@ def _resolved(
     return resolved | ({"fit_shape": list(fit_shape)} if fit_shape is not None else {})
 
 
+def warped(p: dict[str, Any], lm: np.ndarray, h: int, w: int, gray: bool) -> tuple[np.ndarray, tuple[int, int]]:
+    """One face's template warped into an (h, w) frame, before any finishing: (premultiplied patch, (x, y)
+    offset), the patch (luminance, alpha) if `gray` else RGBA, possibly empty."""
+    tpl = load_template(p["type"])
+    fit = p.get("fit_shape")
+    k, placed, maps = _placement(tpl, lm, p["scale"], tuple(p["offset"]), h, w, tuple(fit) if fit else None)
+    seed = p["pattern_seed"] if p["pattern"] != "none" else 0  # unpatterned styles share one cache entry
+    layer = (gray_level if gray else styled_level)(
+        tpl.name, k, p["color"], p["strength"], p["pattern"], p["pattern_scale"], p["pattern_color"], seed
+    )
+    patch, offset = F.warp_into_box(layer, *placed) if placed is not None else F.remap_into_box(layer, maps)
+    return (patch[..., :2] if gray else patch), offset
+
+
+def is_plain(p: dict[str, Any]) -> bool:
+    """Whether resolved parameters draw the warped template as it is (no light, finishing or eye margin):
+    then `warped` is each face's whole patch."""
+    return not (p.get("relief") or p.get("shade") or p.get("soften") or p.get("grain")) and p.get("eye_margin") is None
+
+
 @STRATEGIES.register("overlay", "textured mask templates (7 types) fitted to the landmarks (MaskTheFace-style)")
 class Overlay:
     name = "overlay"
@@ -502,21 +522,11 @@ class Overlay:
         `MaskFaces.batch` and `convert` blend a whole batch at once.
         """
         h, w = shape[:2]
-        tpl = load_template(p["type"])
-        seed = p["pattern_seed"] if p["pattern"] != "none" else 0  # unpatterned styles share one cache entry
-        key = (p["color"], p["strength"], p["pattern"], p["pattern_scale"], p["pattern_color"], seed)
         gray = len(shape) == 2 or shape[2] in (1, 2)
         for lm in faces.landmarks:
-            fit = p.get("fit_shape")
-            k, placed, maps = _placement(tpl, lm, p["scale"], tuple(p["offset"]), h, w, tuple(fit) if fit else None)
-            layer = (gray_level if gray else styled_level)(tpl.name, k, *key)
-            if placed is not None:
-                patch, offset = F.warp_into_box(layer, *placed)
-            else:
-                patch, offset = F.remap_into_box(layer, maps)
+            patch, offset = warped(p, lm, h, w, gray)
             if not patch.size:
                 continue
-            patch = patch[..., :2] if gray else patch  # gray: (luminance, alpha)
             if p.get("relief"):
                 patch = relieve_patch(patch, offset, lm, tuple(p["light"]), p["relief"], p["pattern_seed"])
             if p.get("eye_margin") is not None:
