@@ -45,27 +45,20 @@ def apply_batch(strategy: str, images: np.ndarray, jobs: list[tuple[Faces, dict[
         alphas = F.half_planes(images.shape[1:3], np.array(points), np.array(normals))
         return F.composite_batch(images, alphas, np.stack(fills))
     from . import get_strategy
-    from .overlay import is_plain, warped
+    from .overlay import is_plain, paint_plain
 
     strat = get_strategy(strategy)
     shape = images.shape[1:]
-    h, w = shape[:2]
     gray = images.ndim == 3
     # gray: (luminance, alpha) planes, so the blend's every pass is contiguous; RGB: (B,H,W,4) pixels
     canvas = np.zeros((2, *images.shape[:3]) if gray else (*images.shape[:3], 4), np.float32)
-    # grouped by mask type: consecutive warps then read the same template level, still in the CPU's cache
-    for j in sorted(range(len(jobs)), key=lambda j: str(jobs[j][1].get("type"))):
-        faces, p = jobs[j]
-        if is_plain(p):  # the warped template is the patch: no generator, no finishing checks per face
-            patches = [warped(p, lm, h, w, gray) for lm in faces.landmarks]
-        else:
-            patches = strat.patches(shape, faces, image=images[j], **p)
-        for patch, (ox, oy) in patches:
-            ph, pw = patch.shape[:2]
-            if gray:
-                canvas[:, j, oy : oy + ph, ox : ox + pw] = patch.transpose(2, 0, 1)
-            else:
-                canvas[j, oy : oy + ph, ox : ox + pw] = patch
+    plain = [(j, faces, p) for j, (faces, p) in enumerate(jobs) if is_plain(p)]
+    paint_plain(canvas, plain, gray)
+    if len(plain) < len(jobs):  # masks with light, finishing or an eye margin: each face's patches in turn
+        for j in sorted(set(range(len(jobs))) - {j for j, _, _ in plain}, key=lambda j: str(jobs[j][1]["type"])):
+            faces, p = jobs[j]
+            for patch, offset in strat.patches(shape, faces, image=images[j], **p):
+                F.paste_into_canvas(canvas, j, patch, offset)
     return F.blend_premultiplied_batch(images, canvas)
 
 

@@ -292,6 +292,16 @@ def paste(dst: np.ndarray, src: np.ndarray) -> None:
         dst[...] = src
 
 
+def paste_into_canvas(canvas: np.ndarray, j: int, patch: np.ndarray, offset: tuple[int, int]) -> None:
+    """Put image j's patch (its top-left at `offset` (x, y)) into a batch canvas: (2,B,H,W) (luminance,
+    alpha) planes for a (h,w,2) patch, (B,H,W,4) for RGBA."""
+    (ox, oy), (ph, pw) = offset, patch.shape[:2]
+    if patch.shape[2] == 2:
+        canvas[:, j, oy : oy + ph, ox : ox + pw] = patch.transpose(2, 0, 1)
+    else:
+        canvas[j, oy : oy + ph, ox : ox + pw] = patch
+
+
 def warp_into_box(
     src: np.ndarray, fwd: np.ndarray, box: tuple[int, int, int, int]
 ) -> tuple[np.ndarray, tuple[int, int]]:

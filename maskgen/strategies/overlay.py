@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -152,7 +151,7 @@ def below_eyes(patch: np.ndarray, offset: tuple[int, int], lm: np.ndarray, margi
 
 
 _PLACEMENTS: dict[tuple, tuple] = {}
-_PLACEMENTS_MAX = 1 << 16  # about 15 MB, and the piecewise maps below; cleared when full
+_PLACEMENTS_MAX = 1 << 15  # about 30 MB (FER2013's 28,709 faces fit), and the piecewise maps below; cleared when full
 _MAPS_MAX = 64 << 20  # bytes of piecewise maps kept in _PLACEMENTS before it is cleared
 _maps_bytes = 0
 
@@ -199,8 +198,7 @@ def _placement(
     memoised per face: training masks the same faces every epoch with new types and colours.
     """
     global _maps_bytes
-    face = hashlib.blake2b(np.ascontiguousarray(lm).tobytes(), digest_size=16).digest()
-    key = (tpl.anchor_key, face, scale, shift, h, w, fit)
+    key = (tpl.anchor_key, lm.tobytes(), scale, shift, h, w, fit)  # the points' bytes: hashed by the dict
     hit = _PLACEMENTS.get(key)
     if hit is not None:
         return hit
@@ -424,18 +422,51 @@ def _resolved(
     return resolved | ({"fit_shape": list(fit_shape)} if fit_shape is not None else {})
 
 
+def _style(p: dict[str, Any]) -> tuple:
+    """What a mask's template level and placement depend on, from resolved parameters: (type, the level's
+    colour, strength, pattern, pattern scale, pattern colour and seed, then scale, offset, fit)."""
+    fit = p.get("fit_shape")
+    seed = p["pattern_seed"] if p["pattern"] != "none" else 0  # unpatterned styles share one cache entry
+    look = (p["type"], p["color"], p["strength"], p["pattern"], p["pattern_scale"], p["pattern_color"], seed)
+    return (*look, p["scale"], tuple(p["offset"]), tuple(fit) if fit else None)
+
+
+def _warp(
+    layer: np.ndarray, placed: tuple | None, maps: tuple | None, gray: bool
+) -> tuple[np.ndarray, tuple[int, int]]:
+    patch, offset = F.warp_into_box(layer, *placed) if placed is not None else F.remap_into_box(layer, maps)
+    return (patch[..., :2] if gray else patch), offset
+
+
 def warped(p: dict[str, Any], lm: np.ndarray, h: int, w: int, gray: bool) -> tuple[np.ndarray, tuple[int, int]]:
     """One face's template warped into an (h, w) frame, before any finishing: (premultiplied patch, (x, y)
     offset), the patch (luminance, alpha) if `gray` else RGBA, possibly empty."""
-    tpl = load_template(p["type"])
-    fit = p.get("fit_shape")
-    k, placed, maps = _placement(tpl, lm, p["scale"], tuple(p["offset"]), h, w, tuple(fit) if fit else None)
-    seed = p["pattern_seed"] if p["pattern"] != "none" else 0  # unpatterned styles share one cache entry
-    layer = (gray_level if gray else styled_level)(
-        tpl.name, k, p["color"], p["strength"], p["pattern"], p["pattern_scale"], p["pattern_color"], seed
-    )
-    patch, offset = F.warp_into_box(layer, *placed) if placed is not None else F.remap_into_box(layer, maps)
-    return (patch[..., :2] if gray else patch), offset
+    *look, scale, offset, fit = _style(p)
+    tpl = load_template(look[0])
+    k, placed, maps = _placement(tpl, lm, scale, offset, h, w, fit)
+    return _warp((gray_level if gray else styled_level)(*look[:1], k, *look[1:]), placed, maps, gray)
+
+
+def paint_plain(canvas: np.ndarray, jobs: list[tuple[int, Faces, dict[str, Any]]], gray: bool) -> None:
+    """Paste `warped` for each face of each (image index j, faces, `is_plain` params) into a batch canvas:
+    (2,B,H,W) (luminance, alpha) planes if `gray`, else (B,H,W,4); an image's faces in order, each over
+    the last. Jobs of one style share the template and level lookups, and run one after another (their
+    warps read the same template level, still in the CPU's cache)."""
+    h, w = canvas.shape[2:4] if gray else canvas.shape[1:3]
+    groups: dict[tuple, list[tuple[int, Faces]]] = {}
+    for j, faces, p in jobs:
+        groups.setdefault(_style(p), []).append((j, faces))
+    level_of = gray_level if gray else styled_level
+    for (name, *look), members in groups.items():
+        *look, scale, offset, fit = look
+        tpl, layers = load_template(name), {}
+        for j, faces in members:
+            for lm in faces.landmarks:
+                k, placed, maps = _placement(tpl, lm, scale, offset, h, w, fit)
+                layer = layers.get(k)
+                if layer is None:
+                    layer = layers[k] = level_of(name, k, *look)
+                F.paste_into_canvas(canvas, j, *_warp(layer, placed, maps, gray))
 
 
 def is_plain(p: dict[str, Any]) -> bool:
