@@ -24,7 +24,7 @@ from .errors import BadParameter, MaskgenError
 from .facecache import FaceCache
 from .seeds import CounterRng, item_seed, splitmix_number, splitmix_stream, unit_draws, unit_draws_array
 from .strategies import STRATEGIES, check_image, get_strategy, resolve_many
-from .strategies.batch import apply_batch, apply_grouped, batchable
+from .strategies.batch import apply_batch, apply_grouped, batchable_image, batchable_job
 from .templates import MASK_TYPES
 from .types import Faces
 
@@ -147,12 +147,14 @@ class MaskFaces:
         chosen = [i for i, yes in enumerate(apply) if yes]
         found: dict[int, Faces | None] = dict.fromkeys(chosen)
         if self.faces is not None and chosen:
-            for i, faces in zip(chosen, self.faces.get_many(images[chosen]), strict=True):
-                found[i] = faces
+            looked_up = self.faces.get_many(images if len(chosen) == len(images) else images[chosen])
+            found.update(zip(chosen, looked_up, strict=True))
         by_kind: dict[int, list[int]] = {}
         for i in chosen:
-            found[i] = self._faces_of(images[i], found[i])
-            if found[i] is not None:
+            faces = found[i]
+            if faces is None or not len(faces):  # detected here, or counted as faceless
+                found[i] = faces = self._faces_of(images[i], faces)
+            if faces is not None:
                 by_kind.setdefault(kinds[i], []).append(i)
         out: list[tuple[Faces, dict[str, Any]] | None] = [None] * len(images)
         for kind, idx in by_kind.items():  # the parameters of one kind drawn at once
@@ -214,12 +216,14 @@ class MaskFaces:
             raise BadParameter(f"batch() takes a (B,H,W) or (B,H,W,3|4) uint8 array, got {x.dtype} {x.shape}")
         if inplace and not x.flags.writeable:
             raise BadParameter("batch(inplace=True) needs a writable array")
-        occ = np.zeros(x.shape[:3], bool)
+        occ = np.zeros(x.shape[:3], bool) if self.return_occlusion else None
         strat = get_strategy(self.strategy)
         drawn = self._draw_many(x, self._next_seeds(len(x)))  # every draw and cache key before any pixel changes
         out = x if inplace else x.copy()
         todo = [i for i, d in enumerate(drawn) if d is not None]
-        together = [i for i in todo if batchable(self.strategy, x[i], *drawn[i])]  # one shape: one batch
+        together = []  # one shape, so one batch
+        if batchable_image(x.shape[1:], x.dtype):
+            together = [i for i in todo if batchable_job(self.strategy, *drawn[i])]
         if together:
             stack = out if len(together) == len(x) else out[together]
             try:
@@ -229,11 +233,14 @@ class MaskFaces:
             else:
                 if stack is not out:
                     out[together] = stack
-                occ[together] = occ_together
+                if occ is not None:
+                    occ[together] = occ_together
         for i in sorted(set(todo) - set(together)):
             faces, p = drawn[i]
-            out[i], occ[i] = (done := strat.apply(x[i], faces, **p))[0], done[1] > 0
-        return (out, occ.astype(np.uint8) * 255) if self.return_occlusion else out
+            out[i], occ_i = strat.apply(x[i], faces, **p)
+            if occ is not None:
+                occ[i] = occ_i > 0
+        return (out, occ.astype(np.uint8) * 255) if occ is not None else out
 
     def __repr__(self) -> str:
         return (

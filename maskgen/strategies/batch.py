@@ -16,12 +16,19 @@ from .zero import split_point
 MAX_PIXELS = 160 * 160  # larger images take the one-image path (a float canvas per image would be big)
 
 
-def batchable(strategy: str, image: np.ndarray, faces: Faces, params: dict[str, Any]) -> bool:
-    """Whether `apply_batch` handles this image: uint8 gray/RGB(A), small, one face, and `overlay` or a
-    constant-fill `zero` over the whole image."""
-    if image.dtype != np.uint8 or image.shape[0] * image.shape[1] > MAX_PIXELS or len(faces) != 1:
-        return False
-    if image.ndim == 3 and image.shape[2] not in (3, 4):
+def batchable_image(shape: tuple[int, ...], dtype: np.dtype) -> bool:
+    """Whether images of this shape and dtype can be batched: uint8 gray/RGB(A), at most MAX_PIXELS."""
+    return (
+        dtype == np.uint8
+        and shape[0] * shape[1] <= MAX_PIXELS
+        and (len(shape) == 2 or len(shape) == 3 and shape[2] in (3, 4))
+    )
+
+
+def batchable_job(strategy: str, faces: Faces, params: dict[str, Any]) -> bool:
+    """Whether a batchable image's masking can be batched: one face, and `overlay` or a constant-fill
+    `zero` over the whole image."""
+    if len(faces) != 1:
         return False
     if strategy == "overlay":
         return True
@@ -29,6 +36,11 @@ def batchable(strategy: str, image: np.ndarray, faces: Faces, params: dict[str, 
     return (
         strategy == "zero" and params["extent"] == "image" and not (isinstance(fill, str) and fill in ("mean", "noise"))
     )
+
+
+def batchable(strategy: str, image: np.ndarray, faces: Faces, params: dict[str, Any]) -> bool:
+    """Whether `apply_batch` handles this image: `batchable_image` and `batchable_job`."""
+    return batchable_image(image.shape, image.dtype) and batchable_job(strategy, faces, params)
 
 
 def apply_batch(strategy: str, images: np.ndarray, jobs: list[tuple[Faces, dict[str, Any]]]) -> np.ndarray:

@@ -303,17 +303,20 @@ def paste_into_canvas(canvas: np.ndarray, j: int, patch: np.ndarray, offset: tup
 
 
 def warp_into_box(
-    src: np.ndarray, fwd: np.ndarray, box: tuple[int, int, int, int]
+    src: np.ndarray, fwd: np.ndarray, box: tuple[int, int, int, int], out: np.ndarray | None = None
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """`src` warped by the affine `fwd` into the box (empty when the box is): (patch (h,w,C), (x0, y0)).
+    With `out` (a (h,w,C) float32 view the box's size, e.g. into a batch canvas) the patch is written there.
 
     Warp one, three or four channels: OpenCV 5.0 warps (and remaps) two-channel float images through a
-    fixed-point table, off by up to 0.02; one, three and four channels are exact to 1e-5.
+    fixed-point table, off by up to 0.02, and slower; one, three and four channels are exact to 1e-5.
     """
     x0, y0, x1, y1 = box
     if x1 <= x0 or y1 <= y0:
         return np.zeros((0, 0, src.shape[2]), np.float32), (0, 0)
-    patch = cv2.warpAffine(src, fwd, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    patch = cv2.warpAffine(
+        src, fwd, (x1 - x0, y1 - y0), dst=out, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+    )
     return (patch[..., None] if patch.ndim == 2 else patch), (x0, y0)
 
 

@@ -419,7 +419,9 @@ def _resolved(
     }
     if plan.relief:
         resolved |= {"relief": plan.relief, "light": list(light)}
-    return resolved | ({"fit_shape": list(fit_shape)} if fit_shape is not None else {})
+    if fit_shape is not None:
+        resolved["fit_shape"] = list(fit_shape)
+    return resolved
 
 
 def _style(p: dict[str, Any]) -> tuple:
@@ -466,7 +468,17 @@ def paint_plain(canvas: np.ndarray, jobs: list[tuple[int, Faces, dict[str, Any]]
                 layer = layers.get(k)
                 if layer is None:
                     layer = layers[k] = level_of(name, k, *look)
-                F.paste_into_canvas(canvas, j, *_warp(layer, placed, maps, gray))
+                if placed is None:  # a piecewise warp
+                    F.paste_into_canvas(canvas, j, *_warp(layer, None, maps, gray))
+                    continue
+                fwd, (x0, y0, x1, y1) = placed
+                if x1 <= x0 or y1 <= y0:  # off the frame
+                    continue
+                if gray:  # warped as (luminance, alpha) twice, pasted into the planes
+                    patch, _ = F.warp_into_box(layer, fwd, (x0, y0, x1, y1))
+                    canvas[:, j, y0:y1, x0:x1] = patch[..., :2].transpose(2, 0, 1)
+                else:  # RGBA warped straight into the canvas
+                    F.warp_into_box(layer, fwd, (x0, y0, x1, y1), out=canvas[j, y0:y1, x0:x1])
 
 
 def is_plain(p: dict[str, Any]) -> bool:
@@ -526,6 +538,8 @@ class Overlay:
         ):
             return [self.resolve(CounterRng(int(s)), **params) for s in seeds]
         n = len(seeds)
+        if not n:
+            return []
         raw = unit_draws_array(seeds, int(plan.type_weights is not None) + int(plan.pattern_seed is None))
         types, pattern_seeds = [plan.type] * n, [plan.pattern_seed] * n
         if plan.type_weights is not None:  # _pick's draw: the same float arithmetic, searched at once
@@ -536,8 +550,13 @@ class Overlay:
             pattern_seeds = (raw[-1] >> np.uint64(33)).tolist()
         pattern_color = plan.pattern_color or "#ffffff"
         offset, scale = plan.offset or (0.0, 0.0), 1.0 if plan.scale is None else plan.scale
+        base = _resolved(
+            plan, types[0], plan.color, plan.pattern, pattern_color, 0, offset, scale, plan.fit_shape, plan.light
+        )
+        lists = [k for k, v in base.items() if isinstance(v, list)]  # the offset (fit, light): a copy each
+        # what differs per seed set in a copy of one dict: the same dicts as _resolved's, keys in its order
         return [
-            _resolved(plan, t, plan.color, plan.pattern, pattern_color, ps, offset, scale, plan.fit_shape, plan.light)
+            {**base, "type": t, "pattern_seed": int(ps), **{k: list(base[k]) for k in lists}}
             for t, ps in zip(types, pattern_seeds, strict=True)
         ]
 
