@@ -138,6 +138,22 @@ def face_axes(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.array([ex, ey]), np.array([-dy * sign, dx * sign]), np.array([dx, dy])
 
 
+def face_axes_many(lms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`face_axes` of each face of (N, 68, 2): (N, 2) eye centres, 'down' and 'right' vectors, the same
+    numbers (the same float operations, one face's product at a time, the rest at once)."""
+    pts = np.asarray(lms, dtype=np.float64)
+    c = np.stack([_AXES_W @ p for p in pts]) if len(pts) else np.zeros((0, 3, 2))
+    (lx, ly), (rx, ry), (mx, my) = c[:, 0].T, c[:, 1].T, c[:, 2].T
+    dx, dy = rx - lx, ry - ly
+    n = np.hypot(dx, dy)
+    ok = n > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dx, dy = np.where(ok, dx / n, 1.0), np.where(ok, dy / n, 0.0)
+    ex, ey = (lx + rx) / 2, (ly + ry) / 2
+    sign = np.where((mx - ex) * -dy + (my - ey) * dx < 0, -1.0, 1.0)
+    return np.stack([ex, ey], 1), np.stack([-dy * sign, dx * sign], 1), np.stack([dx, dy], 1)
+
+
 _SANE_W = np.zeros((6, 68))  # rows: left eye, right eye, nose tip, mouth corners, mouth centre
 _SANE_W[0, LEFT_EYE], _SANE_W[1, RIGHT_EYE] = 1 / len(LEFT_EYE), 1 / len(RIGHT_EYE)
 _SANE_W[2, NOSE_TIP], _SANE_W[3, MOUTH_LEFT], _SANE_W[4, MOUTH_RIGHT] = 1, 1, 1

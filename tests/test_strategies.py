@@ -95,6 +95,28 @@ def test_zero_line_follows_the_face_axis(astronaut_sizes):
         assert res.occlusion[below[1], below[0]] == 255 and res.occlusion[above[1], above[0]] == 0
 
 
+def test_split_points_of_many_faces_equal_one_at_a_time(astronaut_sizes):
+    from maskgen.landmarks import face_axes_many
+    from maskgen.strategies.zero import split_points
+
+    lms = [mg.detect(img).landmarks for img in astronaut_sizes.values()]
+    rng = np.random.default_rng(0)
+    odd = rng.normal(100, 40, (40, 68, 2))
+    odd[0] = 5.0  # every point on one spot: no eye line
+    odd[1, :, 1] = 7.0  # all on one row
+    odd[2, 0, 0] = np.nan
+    lms = np.concatenate([*lms, odd]).astype(np.float32)
+    ratios = rng.uniform(0, 1.5, len(lms))
+    many = face_axes_many(lms)
+    one = [face_axes(lm) for lm in lms]
+    for k in range(3):  # bit for bit, NaN where the one-face version has NaN
+        np.testing.assert_array_equal(many[k], np.stack([o[k] for o in one]))
+    points, downs = split_points(lms, ratios)
+    for lm, r, p, d in zip(lms, ratios, points, downs, strict=True):
+        np.testing.assert_array_equal(np.stack(split_point(lm, r)), np.stack([p, d]))
+    assert face_axes_many(np.zeros((0, 68, 2)))[0].shape == (0, 2)
+
+
 def test_zero_fills(astronaut):
     face = mg.detect(astronaut).largest()
     occ = mg.mask(astronaut, "zero", faces=face).occlusion > 0

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import MaskgenError
 from ..types import Faces
 from . import functional as F
-from .zero import split_point
+from .zero import split_points
 
 MAX_PIXELS = 160 * 160  # larger images take the one-image path (a float canvas per image would be big)
 
@@ -47,15 +47,15 @@ def apply_batch(strategy: str, images: np.ndarray, jobs: list[tuple[Faces, dict[
     """Mask a (B,H,W) or (B,H,W,3|4) uint8 stack in place, image i with jobs[i] = (faces, resolved params),
     each `batchable`; returns the (B,H,W) bool occlusion."""
     if strategy == "zero":
-        points, normals, fills = [], [], []
-        for faces, p in jobs:
-            point, down = split_point(faces.landmarks[0], p["ratio"])
-            points.append(point)
-            normals.append(down)
-            fill = F.fill_image(images[0], p["fill"])  # a constant colour, float32 (1, 1, 3)
-            fills.append(fill @ F.LUMA if images.ndim == 3 else fill)
-        alphas = F.half_planes(images.shape[1:3], np.array(points), np.array(normals))
-        return F.composite_batch(images, alphas, np.stack(fills))
+        lms = np.stack([faces.landmarks[0] for faces, _ in jobs])
+        points, normals = split_points(lms, np.array([p["ratio"] for _, p in jobs], np.float64))
+        colours: dict[str, np.ndarray] = {}  # each fill's colour once: a constant, float32 (1, 1, 3)
+        for _, p in jobs:
+            if (key := str(p["fill"])) not in colours:
+                fill = F.fill_image(images[0], p["fill"])
+                colours[key] = fill @ F.LUMA if images.ndim == 3 else fill
+        fills = np.stack([colours[str(p["fill"])] for _, p in jobs])
+        return F.composite_batch(images, F.half_planes(images.shape[1:3], points, normals), fills)
     from . import get_strategy
     from .overlay import is_plain, paint_plain
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BadParameter
-from ..landmarks import JAW, NOSE_TIP, face_axes
+from ..landmarks import JAW, NOSE_TIP, face_axes, face_axes_many
 from ..types import Faces
 from . import functional as F
 from .base import STRATEGIES, check_keys
@@ -29,6 +29,13 @@ def split_point(lm: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
     """The point `ratio` of the way from the eye centre to the nose tip, and the face's 'down' axis."""
     eyes, down, _ = face_axes(lm)
     return eyes + ratio * (np.asarray(lm[NOSE_TIP], np.float64) - eyes), down
+
+
+def split_points(lms: np.ndarray, ratios: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`split_point` of each face of (N, 68, 2) with its ratio: (N, 2) points and 'down' axes, the same numbers."""
+    eyes, down, _ = face_axes_many(lms)
+    nose = np.asarray(lms, np.float64)[:, NOSE_TIP]
+    return eyes + np.asarray(ratios, np.float64)[:, None] * (nose - eyes), down
 
 
 def region_alpha(shape: tuple[int, int], lm: np.ndarray, ratio: float, extent: str) -> np.ndarray:
