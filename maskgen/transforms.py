@@ -38,6 +38,24 @@ def _torch_worker_seed() -> int | None:
     return None if info is None else int(info.seed)
 
 
+_SERIAL_PID: int | None = None  # the process whose OpenCV threading `_serial_opencv_in_worker` has settled
+
+
+def _serial_opencv_in_worker() -> None:
+    """In a DataLoader worker, run OpenCV on the worker's own thread, as PyTorch runs torch there: the
+    workers already fill the cores, and OpenCV's pool threads only contend with them (a batch's blend
+    took 1.7x as long with two OpenCV threads as with one on a loaded two-core machine). Once per process;
+    `setNumThreads(0)`, since setting 1 in a forked worker hangs."""
+    global _SERIAL_PID
+    if (pid := os.getpid()) == _SERIAL_PID:
+        return
+    _SERIAL_PID = pid
+    if _torch_worker_seed() is not None:
+        import cv2
+
+        cv2.setNumThreads(0)
+
+
 def _to_array(image: Any) -> tuple[np.ndarray, Any]:
     """(HWC or HW array, a function turning an array of that layout back into the input's kind)."""
     if isinstance(image, np.ndarray):
@@ -74,7 +92,11 @@ def _to_array(image: Any) -> tuple[np.ndarray, Any]:
 
 
 class MaskFaces:
-    """Mask the faces of one image per call; returns the same kind (and the occlusion if asked)."""
+    """Mask the faces of one image per call; returns the same kind (and the occlusion if asked).
+
+    In a DataLoader worker, the first call sets OpenCV to run on the worker's own thread
+    (`cv2.setNumThreads(0)`), as PyTorch does for torch in its workers.
+    """
 
     def __init__(
         self,
@@ -128,6 +150,7 @@ class MaskFaces:
         return self._start[1]
 
     def __call__(self, image: Any) -> Any:
+        _serial_opencv_in_worker()
         return self.apply(image, self._next_seed())
 
     def _draw(self, arr: np.ndarray, seed: int) -> tuple[Faces, dict[str, Any]] | None:
@@ -216,6 +239,7 @@ class MaskFaces:
             raise BadParameter(f"batch() takes a (B,H,W) or (B,H,W,3|4) uint8 array, got {x.dtype} {x.shape}")
         if inplace and not x.flags.writeable:
             raise BadParameter("batch(inplace=True) needs a writable array")
+        _serial_opencv_in_worker()
         occ = np.zeros(x.shape[:3], bool) if self.return_occlusion else None
         strat = get_strategy(self.strategy)
         drawn = self._draw_many(x, self._next_seeds(len(x)))  # every draw and cache key before any pixel changes
@@ -293,7 +317,7 @@ class MaskCollate:
     The dataset returns uint8 images (H,W), (H,W,3) or (C,H,W) (as `torchvision.io.read_image` gives) as
     numpy arrays or tensors, alone or first in a tuple (image, label, ...), or under `key` in a dict. The
     batch's images come back as a uint8 tensor in the layout they came in; convert to float in the
-    training step. Runs in the workers; seeds as in MaskFaces.
+    training step. Runs in the workers; seeds and OpenCV threads as in MaskFaces.
     """
 
     def __init__(self, transform: MaskFaces, key: int | str = 0, collate: Any = None) -> None:

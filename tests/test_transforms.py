@@ -282,6 +282,31 @@ def test_mask_collate_in_a_dataloader():
     assert (out["image"].numpy() != x[:4]).any(axis=(1, 2)).all()
 
 
+def test_opencv_runs_serially_in_dataloader_workers_only():
+    """Workers fill the cores; OpenCV's own pool threads would only contend with them. Set in forked
+    workers after the parent's pool has run (where setNumThreads(1) hangs: the loader's timeout fails
+    the test rather than hanging it)."""
+    import cv2
+    from torch.utils.data import DataLoader
+
+    from maskgen.transforms import MaskCollate
+
+    x, cache = small_batch()
+    cv2.setNumThreads(2)
+    cv2.multiply(np.ones((512, 512), np.float32), np.ones((512, 512), np.float32))  # the parent's pool runs
+    collate = MaskCollate(MaskFaces(types="random", faces=cache, seed=0))
+
+    def masked_then_threads(items):
+        return collate(items), cv2.getNumThreads()
+
+    items = [(x[i], 0) for i in range(16)]
+    out = list(DataLoader(items, batch_size=8, num_workers=2, collate_fn=masked_then_threads, timeout=120))
+    assert [threads for _, threads in out] == [1, 1]
+    assert all((batch[0].numpy() != x[i * 8 : i * 8 + 8]).any() for i, (batch, _) in enumerate(out))
+    MaskFaces(types="random", faces=cache, seed=0).batch(x[:4])  # outside a worker: left as it was
+    assert cv2.getNumThreads() == 2
+
+
 def test_mask_collate_masks_its_own_batch_never_the_items():
     """The default collate's fresh batch is masked in place (the bytes of `batch`), a custom collate's
     output is copied first: the dataset's own arrays are never written."""
