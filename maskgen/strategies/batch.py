@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import MaskgenError
 from ..types import Faces
 from . import functional as F
-from .zero import split_points
+from .zero import split_point, split_points
 
 MAX_PIXELS = 160 * 160  # larger images take the one-image path (a float canvas per image would be big)
 
@@ -47,8 +47,11 @@ def apply_batch(strategy: str, images: np.ndarray, jobs: list[tuple[Faces, dict[
     """Mask a (B,H,W) or (B,H,W,3|4) uint8 stack in place, image i with jobs[i] = (faces, resolved params),
     each `batchable`; returns the (B,H,W) bool occlusion."""
     if strategy == "zero":
-        lms = np.stack([faces.landmarks[0] for faces, _ in jobs])
-        points, normals = split_points(lms, np.array([p["ratio"] for _, p in jobs], np.float64))
+        if len(jobs) == 1:  # one crop (`MaskFaces` per item): the one-face arithmetic, without array set-up
+            points, normals = (np.array([v]) for v in split_point(jobs[0][0].landmarks[0], jobs[0][1]["ratio"]))
+        else:
+            lms = np.stack([faces.landmarks[0] for faces, _ in jobs])
+            points, normals = split_points(lms, np.array([p["ratio"] for _, p in jobs], np.float64))
         colours: dict[str, np.ndarray] = {}  # each fill's colour once: a constant, float32 (1, 1, 3)
         for _, p in jobs:
             if (key := str(p["fill"])) not in colours:
